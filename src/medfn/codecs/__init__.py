@@ -1,0 +1,61 @@
+"""Decoders from wire bytes to arrays: images (PNG, JPEG), DICOM. Each raises medfn.errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Magic numbers: the type of an upload is read from its bytes, never from its name.
+_PNG = b"\x89PNG\r\n\x1a\n"
+_JPEG = b"\xff\xd8\xff"
+
+
+def sniff(data: bytes) -> str | None:
+    """'dicom', 'png', 'jpeg' or None."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "dicom"
+    if data.startswith(_PNG):
+        return "png"
+    if data.startswith(_JPEG):
+        return "jpeg"
+    return None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels as float32 in [0, 1]: (H, W) for grayscale, (H, W, 3) for colour."""
+
+    pixels: np.ndarray
+    source: str  # "png" | "jpeg" | "dicom"
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column), from DICOM
+    sop_instance_uid: str | None = None  # links a result back to its image, without PHI
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int,
+    window: tuple[float, float] | None = None,
+    prefer_file_window: bool = True,
+    declared: str | None = None,
+) -> DecodedImage:
+    """Any supported image, its type read from its bytes. pydicom loads only for DICOM.
+
+    `declared` is what the sender said it is ("dicom"); it only matters when the bytes carry
+    no signature, so that a DICOM without its preamble gets pydicom's verdict, not ours.
+    """
+    from medfn.errors import UnprocessableInput
+
+    kind = sniff(data) or declared
+    if kind == "dicom":
+        from medfn.codecs.dicom import decode_dicom
+
+        return decode_dicom(data, max_pixels=max_pixels, window=window, prefer_file_window=prefer_file_window)
+    if kind in ("png", "jpeg"):
+        from medfn.codecs.raster import decode_raster
+
+        return decode_raster(data, kind, max_pixels)
+    if not data:
+        raise UnprocessableInput("body is empty: expected a PNG, JPEG or DICOM image")
+    raise UnprocessableInput("body is not a PNG, JPEG or DICOM image (unrecognised signature)")

@@ -1,0 +1,84 @@
+"""The FastAPI application: task routes and Open Inference Protocol routes over one plane.
+
+The same app serves one model inside a Lambda function and every model under `medfn serve`.
+Every failure leaves as `{"error": "..."}` with the status its error class owns.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import medfn
+from medfn.errors import MedfnError
+from medfn.http.inference_protocol import inference_protocol_router
+from medfn.http.responses import JSONBody, error
+from medfn.http.tasks import task_router
+from medfn.plane import InferencePlane
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
+
+
+def create_app(plane: InferencePlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, title: str = "medfn") -> FastAPI:
+    app = FastAPI(
+        title=title,
+        version=medfn.__version__,
+        description="Medical ONNX models as pay-per-call APIs. Demonstration models are not for clinical use.",
+    )
+    app.state.plane = plane
+    app.include_router(task_router(plane, max_body_bytes))
+    app.include_router(inference_protocol_router(plane, max_body_bytes))
+
+    @app.exception_handler(MedfnError)
+    async def medfn_error(request: Request, exc: MedfnError) -> JSONBody:
+        return error(exc.status, exc.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONBody:
+        return error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONBody:
+        # pydantic's messages name the field and the rule, never the value sent
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    app.add_middleware(ErrorBoundary)
+    return app
+
+
+class ErrorBoundary:
+    """Turns an unexpected exception into a 500 `{"error"}` so the process (and Lambda) survives.
+
+    Starlette's own last-resort handler re-raises after answering, which under Mangum would
+    surface as a failed invocation; this one answers and stops there.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await error(500, "internal error; the request id is in the function's log")(scope, receive, send)

@@ -1,0 +1,117 @@
+"""Open Inference Protocol v2 routes (KServe / Triton REST), binary tensor extension included."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+import medfn
+from medfn.errors import BadRequest
+from medfn.http.body import read_body
+from medfn.http.responses import JSONBody, request_id
+from medfn.http.schemas import (
+    ErrorBody,
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerLive,
+    ServerMetadata,
+    ServerReady,
+)
+from medfn.model import Model
+from medfn.oip import encode_response, parse_request
+from medfn.plane import InferencePlane
+
+HEADER_LENGTH = "inference-header-content-length"
+_ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503)}
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "description": "JSON header, then binary tensors"}
+            },
+        },
+    }
+}
+
+
+def inference_protocol_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
+    router = APIRouter(tags=["Open Inference Protocol v2"])
+
+    @router.get("/v2", response_model=ServerMetadata)
+    async def server_metadata() -> JSONBody:
+        return JSONBody({"name": "medfn", "version": medfn.__version__, "extensions": ["binary_tensor_data"]})
+
+    @router.get("/v2/health/live", response_model=ServerLive)
+    async def live() -> JSONBody:
+        return JSONBody({"live": True})
+
+    @router.get("/v2/health/ready", response_model=ServerReady, responses={503: {"model": ServerReady}})
+    async def ready() -> JSONBody:
+        return JSONBody({"ready": plane.ready}, status_code=200 if plane.ready else 503)
+
+    def metadata(model: Model) -> JSONBody:
+        tensors = lambda specs: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]  # noqa: E731
+        return JSONBody(
+            {
+                "name": model.name,
+                "versions": [str(v) for v in plane.versions(model.name)],
+                "platform": "onnx_onnxv1",
+                "inputs": tensors(model.config.inputs),
+                "outputs": tensors(model.config.outputs),
+                "parameters": {
+                    "task": model.config.task,
+                    "version": str(model.version),
+                    "ready": model.ready,
+                    "provider": model.provider,
+                    "max_batch_size": model.config.max_batch_size,
+                },
+            }
+        )
+
+    def model_ready(model: Model) -> JSONBody:
+        return JSONBody({"name": model.name, "ready": model.ready}, status_code=200 if model.ready else 503)
+
+    async def infer(model: Model, request: Request) -> Response:
+        model.ensure_ready()
+        body = await read_body(request, max_body_bytes)
+        header = request.headers.get(HEADER_LENGTH)
+        if header is not None and not header.strip().isdigit():
+            raise BadRequest("Inference-Header-Content-Length must be a whole number")
+        parsed = parse_request(body, int(header) if header is not None else None)
+        model.check_inputs(parsed.inputs)
+        unknown = sorted(set(parsed.outputs) - {spec.name for spec in model.config.outputs})
+        if unknown:
+            raise BadRequest(f"model {model.name} has no outputs {unknown}")
+        outputs = await run_in_threadpool(model.run, parsed.inputs, list(parsed.outputs) or None)
+        content, head_length = encode_response(
+            model_name=model.name, model_version=str(model.version), request=parsed, outputs=outputs
+        )
+        headers = {"x-request-id": request_id(request)}
+        if head_length is None:
+            return Response(content, media_type="application/json", headers=headers)
+        headers["Inference-Header-Content-Length"] = str(head_length)
+        return Response(content, media_type="application/octet-stream", headers=headers)
+
+    # The same three endpoints with and without /versions/{version}; FastAPI wants each path
+    # declared, so register both through one loop rather than writing them twice.
+    for suffix in ("", "/versions/{version}"):
+        base = "/v2/models/{model}" + suffix
+
+        @router.get(base, response_model=ModelMetadata, responses=_ERRORS)
+        async def model_metadata(model: str, version: str | None = None) -> JSONBody:
+            return metadata(plane.get(model, version))
+
+        @router.get(base + "/ready", response_model=ModelReady, responses=_ERRORS)
+        async def model_ready_route(model: str, version: str | None = None) -> JSONBody:
+            return model_ready(plane.get(model, version))
+
+        @router.post(base + "/infer", response_model=InferenceResponse, responses=_ERRORS, openapi_extra=_INFER_BODY)
+        async def model_infer(model: str, request: Request, version: str | None = None) -> Response:
+            return await infer(plane.get(model, version), request)
+
+    return router

@@ -1,0 +1,73 @@
+"""Task routes: `GET /v1/models` and `POST /v1/models/{model}/predict`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from medfn.http.body import task_payload
+from medfn.http.responses import JSONBody, request_id
+from medfn.http.schemas import ErrorBody, ModelList, PredictResponse
+from medfn.plane import InferencePlane
+
+_ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 415, 422, 503)}
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "string", "format": "binary"}}
+            for media in ("image/png", "image/jpeg", "application/dicom", "application/octet-stream", "text/plain")
+        }
+        | {
+            "application/json": {"schema": {"type": "object", "description": 'e.g. {"image": "<base64>"}; per task'}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
+    }
+}
+
+
+def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
+    router = APIRouter(tags=["task routes"])
+
+    @router.get("/v1/models", response_model=ModelList)
+    async def list_models() -> JSONBody:
+        rows = [
+            {**entry.__dict__, "version": str(entry.version)}
+            for entry in plane.entries()
+        ]
+        return JSONBody({"models": rows})
+
+    @router.post(
+        "/v1/models/{model}/predict",
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        openapi_extra=_PREDICT_BODY,
+        summary="Predict from a scan, a note, a record or a series, as the model's task takes",
+    )
+    async def predict(model: str, request: Request) -> Response:
+        rid = request_id(request)
+        target = plane.get(model)  # 404 before reading a body we would throw away
+        target.ensure_ready()
+        payload = await task_payload(request, max_body_bytes)
+        # session.run off the event loop: the loop decodes the next request meanwhile
+        prediction = await run_in_threadpool(target.predict, payload)
+        headers = {"x-request-id": rid, "x-model-version": str(target.version)}
+        if prediction.binary and _wants(payload.accept, prediction.binary[1]):
+            return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)
+        body = {
+            "model": target.name,
+            "model_version": str(target.version),
+            "request_id": rid,
+            "inference_ms": round(prediction.inference_ms, 3),
+            **prediction.body,
+        }
+        return JSONBody(body, headers=headers)
+
+    return router
+
+
+def _wants(accept: str, media_type: str) -> bool:
+    return media_type in {part.split(";", 1)[0].strip() for part in accept.split(",")}

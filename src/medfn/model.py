@@ -1,0 +1,140 @@
+"""A served model and its lifecycle, as KServe's: load -> preprocess -> predict -> postprocess.
+
+`Model` itself serves raw tensors (the Open Inference Protocol). Task subclasses in
+`medfn.tasks` add `preprocess`/`postprocess` for the task route, configured by `model.toml`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from medfn.config import DATATYPES, ModelConfig, TensorSpec
+from medfn.errors import BadRequest, ModelNotReady, UnsupportedMediaType
+from medfn.store import ArtifactError, ModelStore, verified_artifacts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A task-route request without its transport: HTTP, the CLI and the scan pipeline make one."""
+
+    data: bytes
+    media_type: str  # "image/png", "application/dicom", "application/json", "text/plain", ...
+    accept: str = "application/json"
+
+
+@dataclass
+class Prediction:
+    """What a task returns: a JSON body, and optionally a binary rendering (e.g. a PNG mask)."""
+
+    body: dict[str, Any]
+    binary: tuple[bytes, str] | None = None  # (content, media type), sent when the caller asks
+    inference_ms: float = 0.0
+
+
+@dataclass
+class Model:
+    config: ModelConfig
+    version: int
+    store: ModelStore
+    ready: bool = False
+    reason: str = "not loaded"
+    provider: str = ""
+    session: Any = field(default=None, repr=False)
+    # The media types the task route takes; empty: only raw tensors through OIP.
+    media_types: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Verify artifacts, make the session, let the task load its extras. Never raises."""
+        from medfn.runtime import make_session
+
+        try:
+            paths = verified_artifacts(self.store, self.config, self.version)
+            if "model.onnx" not in paths:
+                raise ArtifactError(f"version {self.version} has no model.onnx")
+            self.session = make_session(paths["model.onnx"])
+            self.provider = self.session.get_providers()[0]
+            self.load_task(paths)
+        except ArtifactError as exc:
+            return self._not_ready(str(exc))
+        except Exception:  # onnxruntime's and the task's own load errors
+            log.exception("model %s version %s failed to load", self.name, self.version)
+            return self._not_ready(f"version {self.version} could not be loaded (see the function's log)")
+        self.ready, self.reason = True, ""
+        return True
+
+    def _not_ready(self, reason: str) -> bool:
+        log.error("model %s version %s is not ready: %s", self.name, self.version, reason)
+        self.ready, self.reason = False, reason
+        return False
+
+    def load_task(self, artifacts: dict[str, Any]) -> None:
+        """Tasks override this to load what else the version ships (a vocabulary, say)."""
+
+    def ensure_ready(self) -> None:
+        if not self.ready:
+            raise ModelNotReady(f"model {self.name} version {self.version} is not ready: {self.reason}")
+
+    # -- raw tensors (Open Inference Protocol) -------------------------------------------------
+
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        """Names, datatypes and shapes against `model.toml`; a mismatch is the caller's 400."""
+        specs = {spec.name: spec for spec in self.config.inputs}
+        for name, array in inputs.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise BadRequest(f"model {self.name} has no input named {name!r}; inputs: {sorted(specs)}")
+            _check_tensor(spec, array)
+        missing = sorted(set(specs) - set(inputs))
+        if missing:
+            raise BadRequest(f"model {self.name} needs inputs {missing}")
+
+    def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        self.ensure_ready()
+        names = outputs or [spec.name for spec in self.config.outputs]
+        results = self.session.run(names, inputs)
+        return dict(zip(names, results))
+
+    # -- the task route ----------------------------------------------------------------------
+
+    def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
+        """Payload -> input tensors, plus any context postprocess needs."""
+        raise UnsupportedMediaType(
+            f"model {self.name} (task {self.config.task}) takes tensors only: use /v2/models/{self.name}/infer"
+        )
+
+    def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
+        return Prediction(body={name: value.tolist() for name, value in outputs.items()})
+
+    def predict(self, payload: Payload) -> Prediction:
+        self.ensure_ready()
+        if payload.media_type not in self.media_types:
+            accepted = ", ".join(sorted(self.media_types)) or "none (tensors only)"
+            raise UnsupportedMediaType(f"content type {payload.media_type!r} is not accepted; accepted: {accepted}")
+        inputs, context = self.preprocess(payload)
+        started = time.perf_counter()
+        outputs = self.run(inputs)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        prediction = self.postprocess(outputs, context, payload)
+        prediction.inference_ms = elapsed_ms
+        return prediction
+
+
+def _check_tensor(spec: TensorSpec, array: np.ndarray) -> None:
+    want = np.dtype(DATATYPES[spec.datatype])
+    if array.dtype != want:
+        raise BadRequest(f"input {spec.name!r} must be {spec.datatype}")
+    if not spec.accepts_shape(tuple(array.shape)):
+        raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}; the model takes {list(spec.shape)}")

@@ -1,0 +1,34 @@
+"""Image classification: labels with probabilities, most likely first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medfn.codecs import DecodedImage
+from medfn.model import Payload, Prediction
+from medfn.tasks.imaging import ImageModel
+
+
+def ranked_labels(probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+    order = np.argsort(-probabilities, kind="stable")
+    return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
+class ImageClassifier(ImageModel):
+    def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
+        post = self.config.postprocessing
+        scores = outputs[post.get("output", self.config.outputs[0].name)][0]
+        probabilities = softmax(scores) if post.get("softmax", False) else scores
+        ranked = ranked_labels(probabilities, list(post["labels"]))
+        body: dict[str, Any] = {"top_label": ranked[0]["label"], "labels": ranked}
+        image: DecodedImage = context
+        if image.sop_instance_uid:
+            body["sop_instance_uid"] = image.sop_instance_uid  # links back without demographics
+        return Prediction(body=body)

@@ -1,0 +1,90 @@
+"""What every image task shares: payload -> decoded image -> the model's input tensor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+import orjson
+from PIL import Image
+
+from medfn.codecs import DecodedImage, decode_image
+from medfn.errors import UnprocessableInput
+from medfn.model import Model, Payload
+
+IMAGE_MEDIA_TYPES = frozenset(
+    {"image/png", "image/jpeg", "application/dicom", "application/octet-stream", "application/json"}
+)
+# A 16k x 16k radiograph is already unusually large; beyond this we refuse before decoding.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def payload_bytes(payload: Payload) -> bytes:
+    """The image bytes of a raw body, or of `{"image": "<base64>"}` in a JSON body."""
+    if payload.media_type != "application/json":
+        return payload.data
+    try:
+        document = orjson.loads(payload.data)
+    except orjson.JSONDecodeError as exc:
+        raise UnprocessableInput("body is not valid JSON") from exc
+    encoded = document.get("image") if isinstance(document, dict) else None
+    if not isinstance(encoded, str):
+        raise UnprocessableInput('JSON body needs "image": the file as a base64 string')
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnprocessableInput('"image" is not valid base64') from exc
+
+
+class ImageModel(Model):
+    """Decodes PNG, JPEG or DICOM and shapes it as `[preprocessing]` says."""
+
+    media_types = IMAGE_MEDIA_TYPES
+
+    def decode(self, payload: Payload) -> DecodedImage:
+        prep = self.config.preprocessing
+        window = prep.get("window")
+        return decode_image(
+            payload_bytes(payload),
+            max_pixels=int(prep.get("max_pixels", DEFAULT_MAX_PIXELS)),
+            window=(float(window[0]), float(window[1])) if window else None,
+            prefer_file_window=prep.get("window_source", "file") == "file",
+            declared="dicom" if payload.media_type == "application/dicom" else None,
+        )
+
+    def to_tensor(self, image: DecodedImage) -> np.ndarray:
+        """[1, C, H, W] float32: colour converted, resized, normalised."""
+        prep = self.config.preprocessing
+        pixels = _to_color(image.pixels, prep.get("color", "L"))
+        height, width = (int(v) for v in prep["size"])
+        channels = [_resize(pixels[..., c], width, height) for c in range(pixels.shape[-1])]
+        tensor = np.stack(channels)  # C, H, W
+        mean = np.asarray(prep.get("mean", [0.0]), dtype=np.float32).reshape(-1, 1, 1)
+        std = np.asarray(prep.get("std", [1.0]), dtype=np.float32).reshape(-1, 1, 1)
+        return ((tensor - mean) / std)[np.newaxis].astype(np.float32, copy=False)
+
+    def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
+        image = self.decode(payload)
+        return {self.config.inputs[0].name: self.to_tensor(image)}, image
+
+
+def _to_color(pixels: np.ndarray, color: str) -> np.ndarray:
+    """(H, W, C) with C = 1 for "L", 3 for "RGB"."""
+    if color == "L":
+        if pixels.ndim == 3:  # ITU-R 601 luma, as Pillow's convert("L")
+            pixels = pixels[..., :3] @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+        return pixels[..., np.newaxis]
+    if pixels.ndim == 2:
+        return np.repeat(pixels[..., np.newaxis], 3, axis=-1)
+    return pixels[..., :3]
+
+
+def _resize(channel: np.ndarray, width: int, height: int) -> np.ndarray:
+    if channel.shape == (height, width):
+        return channel.astype(np.float32, copy=False)
+    resized = Image.fromarray(channel.astype(np.float32, copy=False), mode="F").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    return np.asarray(resized, dtype=np.float32)

@@ -1,0 +1,117 @@
+"""Shared fixtures: on-the-fly model stores, the real scan_classifier function, a moto S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from medfn.http import create_app
+from medfn.lambda_handler import make_handler
+from medfn.plane import InferencePlane
+from medfn.store import LocalStore
+from tests.onnx_builders import affine_model, write_model_folder
+
+REPO = Path(__file__).resolve().parent.parent
+EVENTS = Path(__file__).resolve().parent / "events"
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("CDK_VALIDATION", "false")
+
+
+def load_event(name: str) -> dict:
+    return json.loads((EVENTS / f"{name}.json").read_text("utf-8"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def affine_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """`affine` (versions 1 and 2: y = 2x+1 and y = 3x+1), `tampered` (bad sha256), `hollow` (no file)."""
+    root = tmp_path_factory.mktemp("model_store")
+    write_model_folder(root, "affine", {1: affine_model(2.0), 2: affine_model(3.0)}, extra_toml='[version_policy]\npolicy = "all"\n')
+    write_model_folder(root, "tampered", {1: affine_model()}, sha_override={1: "0" * 64})
+    hollow = write_model_folder(root, "hollow", {1: affine_model()})
+    (hollow / "1" / "model.onnx").unlink()
+    return LocalStore(root)
+
+
+@pytest.fixture(scope="session")
+def affine_plane(affine_store: LocalStore) -> InferencePlane:
+    plane = InferencePlane()
+    for name in ("affine", "tampered", "hollow"):
+        plane.add(affine_store, name)
+    return plane
+
+
+@pytest.fixture(scope="session")
+def affine_client(affine_plane: InferencePlane) -> TestClient:
+    return TestClient(create_app(affine_plane, max_body_bytes=64 * 1024))
+
+
+@pytest.fixture(scope="session")
+def classifier_handler():  # type: ignore[no-untyped-def]
+    return make_handler(str(REPO / "functions" / "scan_classifier" / "handler.py"))
+
+
+@pytest.fixture(scope="session")
+def classifier_client(classifier_handler) -> TestClient:  # type: ignore[no-untyped-def]
+    return TestClient(create_app(classifier_handler.function.plane), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto in server mode on a loopback port; real boto3 clients talk HTTP to it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point every boto3 client made in the test at the moto server."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def live_affine_url(affine_plane: InferencePlane) -> Iterator[str]:
+    """The affine app under a real uvicorn server on loopback, for unmodified HTTP clients."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(affine_plane), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
