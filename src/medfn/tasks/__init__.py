@@ -15,6 +15,10 @@ from medfn.model import Model
 TASKS: dict[str, str] = {
     "tensor": "medfn.model:Model",
     "image_classification": "medfn.tasks.image_classification:ImageClassifier",
+    "image_segmentation": "medfn.tasks.image_segmentation:ImageSegmenter",
+    "text_classification": "medfn.tasks.text_classification:TextClassifier",
+    "tabular_classification": "medfn.tasks.tabular_classification:TabularClassifier",
+    "timeseries_risk": "medfn.tasks.timeseries_risk:TimeSeriesRisk",
 }
 
 

@@ -9,16 +9,7 @@ import numpy as np
 from medfn.codecs import DecodedImage
 from medfn.model import Payload, Prediction
 from medfn.tasks.imaging import ImageModel
-
-
-def ranked_labels(probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
-    order = np.argsort(-probabilities, kind="stable")
-    return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
+from medfn.tasks.labels import ranked_labels, softmax
 
 
 class ImageClassifier(ImageModel):

@@ -1,0 +1,45 @@
+"""Tabular classification: one record of named features (or a batch) -> label and probability."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medfn.errors import UnprocessableInput
+from medfn.model import Model, Payload, Prediction
+from medfn.tasks.records import feature_row, load_json
+
+
+class TabularClassifier(Model):
+    """Body: `{"feature": value, ...}`, or `{"records": [{...}, ...]}` for a batch."""
+
+    media_types = frozenset({"application/json"})
+
+    def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
+        features = list(self.config.preprocessing["features"])
+        document = load_json(payload.data)
+        batch = isinstance(document, dict) and "records" in document
+        records = document["records"] if batch else [document]
+        if not isinstance(records, list) or not records:
+            raise UnprocessableInput('"records" must be a non-empty list of objects')
+        limit = self.config.max_batch_size or 1
+        if len(records) > limit:
+            raise UnprocessableInput(f"at most {limit} records per request")
+        rows = [feature_row(r, features, f"record {i}: " if batch else "") for i, r in enumerate(records)]
+        return {self.config.inputs[0].name: np.asarray(rows, dtype=np.float32)}, batch
+
+    def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
+        post = self.config.postprocessing
+        labels = list(post["labels"])
+        positive = post.get("positive_label", labels[-1])
+        probabilities = outputs[post.get("output", self.config.outputs[0].name)]
+        rows = [
+            {
+                "label": labels[int(np.argmax(p))],
+                f"probability_{positive}": float(p[labels.index(positive)]),
+                "probabilities": {label: float(v) for label, v in zip(labels, p)},
+            }
+            for p in probabilities
+        ]
+        return Prediction(body={"predictions": rows} if context else rows[0])

@@ -1,0 +1,71 @@
+"""Text classification: a free-text note -> categories, tokenised in-process from model.toml.
+
+The tokenizer is described by `[preprocessing]` (a regex, lowercasing, a vocabulary file
+shipped beside the graph), so no tokenizer is downloaded and none is written in Python per
+model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from medfn.errors import UnprocessableInput
+from medfn.model import Model, Payload, Prediction
+from medfn.tasks.labels import ranked_labels
+
+
+class TextClassifier(Model):
+    """Body: the note as `text/plain` (UTF-8), or `{"text": "..."}` as JSON."""
+
+    media_types = frozenset({"text/plain", "application/json"})
+
+    def load_task(self, artifacts: dict[str, Path]) -> None:
+        prep = self.config.preprocessing
+        self.vocab: dict[str, int] = orjson.loads(artifacts[prep.get("vocab", "vocab.json")].read_bytes())
+        self.pattern = re.compile(prep.get("pattern", r"\w+"))
+
+    def text_of(self, payload: Payload) -> str:
+        try:
+            text = payload.data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UnprocessableInput("note is not valid UTF-8") from exc
+        if payload.media_type == "application/json":
+            try:
+                document = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                raise UnprocessableInput("body is not valid JSON") from exc
+            text = document.get("text") if isinstance(document, dict) else None
+            if not isinstance(text, str):
+                raise UnprocessableInput('JSON body needs "text": the note as a string')
+        return text
+
+    def tokens(self, text: str) -> list[int]:
+        prep = self.config.preprocessing
+        if prep.get("lowercase", True):
+            text = text.lower()
+        unk = int(prep.get("unk_id", 1))
+        ids = [self.vocab.get(token, unk) for token in self.pattern.findall(text)]
+        return ids[: int(prep.get("max_tokens", 512))]
+
+    def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
+        text = self.text_of(payload)
+        limit = int(self.config.preprocessing.get("max_chars", 20_000))
+        if not text.strip():
+            raise UnprocessableInput("note is empty")
+        if len(text) > limit:
+            raise UnprocessableInput(f"note is {len(text)} characters, over the limit of {limit}")
+        ids = self.tokens(text)
+        if not ids:
+            raise UnprocessableInput("note has no words")
+        return {self.config.inputs[0].name: np.asarray([ids], dtype=np.int64)}, len(ids)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
+        post = self.config.postprocessing
+        probabilities = outputs[post.get("output", self.config.outputs[0].name)][0]
+        ranked = ranked_labels(probabilities, list(post["labels"]))
+        return Prediction(body={"top_label": ranked[0]["label"], "labels": ranked, "tokens": context})

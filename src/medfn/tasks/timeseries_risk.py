@@ -1,0 +1,93 @@
+"""Time-series risk: a series of observations -> a risk score and band from the model.
+
+With `[postprocessing] news2 = true`, the NEWS2 score of the latest observation, computed by
+the published rules (medfn.news2), comes back beside the model's output, so a clinician can
+compare the learned risk with the early-warning score they already use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from medfn import news2
+from medfn.errors import UnprocessableInput
+from medfn.model import Model, Payload, Prediction
+from medfn.tasks.records import feature_row, load_json
+
+
+class TimeSeriesRisk(Model):
+    """Body: `{"observations": [{"<feature>": value, ...}, ...], "on_oxygen": false}`, oldest first."""
+
+    media_types = frozenset({"application/json"})
+
+    def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
+        prep = self.config.preprocessing
+        features = list(prep["features"])
+        document = load_json(payload.data)
+        series = document.get("observations") if isinstance(document, dict) else None
+        if not isinstance(series, list):
+            raise UnprocessableInput('body needs "observations": a list of observations, oldest first')
+        low, high = int(prep.get("min_length", 1)), int(prep.get("max_length", 48))
+        if not low <= len(series) <= high:
+            raise UnprocessableInput(f"series has {len(series)} observations; between {low} and {high} are accepted")
+        on_oxygen = document.get("on_oxygen", False)
+        if not isinstance(on_oxygen, bool):
+            raise UnprocessableInput('"on_oxygen" must be true or false')
+        rows = [self._row(obs, features, f"observation {i}: ") for i, obs in enumerate(series)]
+        latest = dict(series[-1]) if isinstance(series[-1], dict) else {}
+        tensor = np.asarray([rows], dtype=np.float32)  # (1, time, features)
+        return {self.config.inputs[0].name: tensor}, (latest, on_oxygen)
+
+    def _row(self, observation: Any, features: list[str], where: str) -> list[float]:
+        """Categorical values (e.g. ACVPU letters) mapped, then every value checked against its range."""
+        categories: dict[str, dict[str, float]] = self.config.preprocessing.get("categories", {})
+        if isinstance(observation, dict):
+            observation = dict(observation)
+            for name, mapping in categories.items():
+                value = observation.get(name)
+                if isinstance(value, str):
+                    if value not in mapping:
+                        raise UnprocessableInput(f"{where}{name} must be one of {sorted(mapping)} or a number")
+                    observation[name] = mapping[value]
+        row = feature_row(observation, features, where)
+        ranges: dict[str, list[float]] = self.config.preprocessing.get("ranges", {})
+        for name, value in zip(features, row):
+            bounds = ranges.get(name)
+            if bounds and not bounds[0] <= value <= bounds[1]:
+                raise UnprocessableInput(
+                    f"{where}{name} = {value:g} is outside the plausible range {bounds[0]:g} to {bounds[1]:g}"
+                    " (check the units)"
+                )
+        return row
+
+    def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
+        post = self.config.postprocessing
+        risk = float(outputs[post.get("output", self.config.outputs[0].name)].ravel()[0])
+        bands = sorted(post.get("bands", [[0.0, "low"], [0.5, "high"]]), key=lambda b: float(b[0]))
+        band = str(bands[0][1])  # bands are lower bounds: the last one the risk reaches names it
+        for lower, name in bands:
+            if risk >= float(lower):
+                band = str(name)
+        body: dict[str, Any] = {"risk": risk, "risk_band": band}
+        if post.get("news2", False):
+            latest, on_oxygen = context
+            body["news2"] = _news2_of(latest, on_oxygen)
+        return Prediction(body=body)
+
+
+def _news2_of(latest: dict[str, Any], on_oxygen: bool) -> dict[str, Any]:
+    level = latest.get("consciousness")
+    letter = level if isinstance(level, str) else ("A" if level == 0 else "C")
+    observation = news2.Observation(
+        respiratory_rate=float(latest["respiratory_rate"]),
+        spo2=float(latest["spo2"]),
+        systolic_bp=float(latest["systolic_bp"]),
+        heart_rate=float(latest["heart_rate"]),
+        temperature=float(latest["temperature"]),
+        consciousness=letter,
+        on_oxygen=on_oxygen,
+    )
+    total, band = news2.assess(observation)
+    return {"score": total, "band": band, "rules": "RCP NEWS2 (2017), SpO2 scale 1, latest observation"}
