@@ -78,3 +78,24 @@ def write_function(functions: Path, name: str, model: str, extra: str = "") -> P
         "from medfn.lambda_handler import make_handler\n\nhandler = make_handler(__file__)\n", "utf-8"
     )
     return folder
+
+
+def linear_softmax_model(weights: np.ndarray, bias: np.ndarray) -> bytes:
+    """probabilities = softmax(features @ weights + bias): a logistic model in plain ONNX."""
+    n_features, n_classes = weights.shape
+    features = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", n_features])
+    probabilities = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_classes])
+    nodes = [
+        helper.make_node("MatMul", ["features", "weights"], ["logits_no_bias"]),
+        helper.make_node("Add", ["logits_no_bias", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array(weights.astype(np.float32), "weights"),
+        numpy_helper.from_array(bias.astype(np.float32), "bias"),
+    ]
+    graph = helper.make_graph(nodes, "linear_softmax", [features], [probabilities], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
