@@ -1,0 +1,88 @@
+"""Helpers shared by the training scripts: determinism, ONNX export and check, model.toml text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+STORE = Path(__file__).resolve().parent.parent  # model_store/
+
+
+def deterministic(seed: int) -> None:
+    """Same seed, same weights, same ONNX bytes: one thread, deterministic kernels, fixed RNGs."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def quantize8(images: np.ndarray) -> np.ndarray:
+    """What a model sees after an 8-bit PNG round trip: round(x * 255) / 255."""
+    return (np.round(np.clip(images, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """Export with a dynamic batch axis, then fail loudly unless onnxruntime agrees with torch."""
+    model.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but needs no onnxscript; its output is plain ONNX.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), str(path), opset_version=17, dynamo=False,
+                          input_names=["image"], output_names=["probabilities"],
+                          dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}})
+    with torch.no_grad():
+        expected = model(example).numpy()
+    got = run_onnx(path, example.numpy())
+    error = float(np.abs(got - expected).max())
+    if error > 1e-4:
+        raise RuntimeError(f"onnxruntime disagrees with torch by {error:.2e}")
+    print(f"exported {path} ({path.stat().st_size} bytes), max |onnx - torch| = {error:.1e}")
+
+
+def run_onnx(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Run the exported graph on (N, 1, H, W) float32 images, in batches."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = [session.run(["probabilities"], {"image": images[i:i + batch]})[0]
+               for i in range(0, len(images), batch)]
+    return np.concatenate(outputs)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def toml(value) -> str:
+    """A TOML literal for a str, bool, int, float or a list of them (JSON strings are TOML strings)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def _key(key: str) -> str:
+    """Bare keys where TOML allows them, quoted otherwise (e.g. "model.onnx")."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def write_model_toml(path: Path, sections: list[tuple[str | None, dict]]) -> None:
+    """Write [section] blocks in order; a section name of None is the top-level table."""
+    lines: list[str] = []
+    for name, table in sections:
+        if name is not None:
+            lines += ["", name]
+        lines += [f"{_key(key)} = {toml(value)}" for key, value in table.items()]
+    path.write_text("\n".join(lines).lstrip("\n") + "\n")
+    print(f"wrote {path}")

@@ -1,0 +1,144 @@
+"""Train the scan_classifier reference model on chest phantoms and write it to the model store.
+
+    .venv/bin/python -m model_store.build.train_scan_classifier
+
+Deterministic: the same code gives the same model.onnx bytes (and so the same sha256).
+Trains on 8-bit quantized phantoms, exactly what a decoded PNG gives, so the served model sees
+at inference what it saw in training.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from model_store.build import chest_phantoms, common
+
+MODEL_DIR = common.STORE / "scan_classifier"
+ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
+SIZE = 128
+TRAIN_N, TRAIN_SEED = 4000, 1
+HELDOUT_N, HELDOUT_SEED = 1000, 2  # a different seed, so no phantom is shared with training
+EPOCHS, BATCH, LEARNING_RATE = 12, 32, 3e-3
+MIN_ACCURACY = 0.97
+
+
+def conv_block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class ScanClassifier(nn.Module):
+    """Four 3x3 conv blocks (8-16-32-32), three 2x poolings, global max pooling, linear.
+
+    Max rather than average pooling: one opacity anywhere makes the image positive, and
+    averaging over the whole chest dilutes a small blob (it trained slower and to ~0.95).
+    Returns logits; the exported graph appends the softmax.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            *conv_block(1, 8), nn.MaxPool2d(2),
+            *conv_block(8, 16), nn.MaxPool2d(2),
+            *conv_block(16, 32), nn.MaxPool2d(2),
+            *conv_block(32, 32), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(image))
+
+
+def phantoms(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = chest_phantoms.generate(n, seed, SIZE)
+    return torch.from_numpy(common.quantize8(images)[:, None]), torch.from_numpy(labels)
+
+
+def train(images: torch.Tensor, labels: torch.Tensor) -> ScanClassifier:
+    model = ScanClassifier()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
+    steps = EPOCHS * ((len(images) + BATCH - 1) // BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LEARNING_RATE, total_steps=steps)
+    for epoch in range(EPOCHS):
+        model.train()
+        order, total = torch.randperm(len(images)), 0.0
+        for start in range(0, len(images), BATCH):
+            batch = order[start:start + BATCH]
+            loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        print(f"epoch {epoch + 1}/{EPOCHS}: loss {total / len(images):.4f}")
+    return model.eval()
+
+
+def onnx_accuracy(images: np.ndarray, labels: np.ndarray) -> float:
+    probabilities = common.run_onnx(ONNX_PATH, images)
+    return float((probabilities.argmax(1) == labels).mean())
+
+
+def robustness_checks() -> None:
+    """Fresh seeds the model never saw, and a phantom drawn at 256 then resized like a server would."""
+    images, labels = chest_phantoms.generate(500, 12345, SIZE)
+    fresh = onnx_accuracy(common.quantize8(images)[:, None], labels)
+    big, big_labels = chest_phantoms.generate(500, 12345, 2 * SIZE)
+    resized = np.stack([np.asarray(Image.fromarray(img).resize((SIZE, SIZE), Image.BILINEAR))
+                        for img in big])
+    scaled = onnx_accuracy(resized.astype(np.float32)[:, None], big_labels)
+    print(f"accuracy on seed 12345: {fresh:.4f}; drawn at 256, resized to 128: {scaled:.4f}")
+    if min(fresh, scaled) < 0.95:
+        raise RuntimeError("the model is not robust enough for the tests")
+
+
+def write_model_toml(accuracy: float) -> None:
+    common.write_model_toml(MODEL_DIR / "model.toml", [
+        (None, {"name": "scan_classifier", "task": "image_classification", "max_batch_size": 32}),
+        ("[version_policy]", {"policy": "latest"}),
+        ("[[inputs]]", {"name": "image", "datatype": "FP32", "shape": [-1, 1, SIZE, SIZE]}),
+        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}),
+        ("[preprocessing]", {"color": "L", "size": [SIZE, SIZE], "mean": [0.0], "std": [1.0],
+                             "window_source": "file"}),
+        ("[postprocessing]", {"labels": list(chest_phantoms.LABELS)}),
+        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+        ("[card]", {
+            "summary": "Flags a focal lung opacity on a frontal chest radiograph: clear or opacity.",
+            "data": (f"Trained on {TRAIN_N} synthetic chest radiograph phantoms "
+                     f"(model_store/build/chest_phantoms.py, seed {TRAIN_SEED}), quantized to "
+                     "8 bits; balanced classes. No patient data."),
+            "intended_use": ("Exercising and testing the medfn serving stack end to end "
+                             "(PNG, JPEG and DICOM inputs, batching, model cards)."),
+            "limitations": ("demonstration model, not for clinical use. It is trained on "
+                            "synthetic phantoms only and has never seen a real radiograph; its "
+                            "outputs on real images are meaningless."),
+            "architecture": "4-block CNN (8-16-32-32 channels), global max pooling, softmax",
+            "training_script": "model_store/build/train_scan_classifier.py",
+        }),
+        ("[card.metrics]", {"accuracy": round(accuracy, 4), "heldout_n": HELDOUT_N,
+                            "heldout_seed": HELDOUT_SEED}),
+    ])
+
+
+def main() -> None:
+    common.deterministic(0)
+    started = time.perf_counter()
+    train_images, train_labels = phantoms(TRAIN_N, TRAIN_SEED)
+    model = train(train_images, train_labels)
+    print(f"trained in {time.perf_counter() - started:.0f} s")
+
+    common.export_onnx(nn.Sequential(model, nn.Softmax(dim=1)), train_images[:4], ONNX_PATH)
+    heldout_images, heldout_labels = phantoms(HELDOUT_N, HELDOUT_SEED)
+    accuracy = onnx_accuracy(heldout_images.numpy(), heldout_labels.numpy())
+    print(f"held-out accuracy (seed {HELDOUT_SEED}, n={HELDOUT_N}): {accuracy:.4f}")
+    if accuracy < MIN_ACCURACY:
+        raise RuntimeError(f"held-out accuracy {accuracy:.4f} is below {MIN_ACCURACY}")
+    robustness_checks()
+    write_model_toml(accuracy)
+
+
+if __name__ == "__main__":
+    main()
