@@ -1,0 +1,161 @@
+"""Train the breast_mass reference model: a small MLP on the Wisconsin Diagnostic Breast Cancer set.
+
+Run from the repository root:  .venv/bin/python -m model_store.build.train_breast_mass
+
+Writes model_store/breast_mass/1/model.onnx and model_store/breast_mass/model.toml (sha256 and
+held-out accuracy included). Deterministic: same code, same torch, same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+SEED = 0
+MODEL_DIR = Path(__file__).resolve().parents[1] / "breast_mass"
+LABELS = ("benign", "malignant")
+
+
+def split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The fixed stratified split: (X_train, X_test, y_train, y_test, feature_names), label 1 = malignant.
+
+    Tests call this to re-score the served model on exactly the held-out rows used here.
+    """
+    data = load_breast_cancer()
+    # sklearn codes 0 = malignant, 1 = benign; the served model's positive class is index 1.
+    y = (data.target == 0).astype(np.int64)
+    X = data.data.astype(np.float32)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    return X_train, X_test, y_train, y_test, list(data.feature_names)
+
+
+class BreastMassMLP(nn.Module):
+    """Standardisation with the training mean/std lives in the graph, so callers send raw features."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.from_numpy(mean).float())
+        self.register_buffer("std", torch.from_numpy(std).float())
+        self.net = nn.Sequential(
+            nn.Linear(30, 32), nn.ReLU(), nn.Dropout(0.2),
+            nn.Linear(32, 16), nn.ReLU(),
+            nn.Linear(16, 2),
+        )
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(x), dim=1)
+
+
+def train(X: np.ndarray, y: np.ndarray) -> BreastMassMLP:
+    # No feature is constant in this data; the floor only guards the division in the graph.
+    model = BreastMassMLP(X.mean(axis=0), np.maximum(X.std(axis=0), 1e-6))
+    xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    # lr, weight decay and epochs were picked by 5-fold CV on the training rows only.
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(SEED)
+    model.train()
+    for _ in range(100):
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            opt.zero_grad()
+            loss_fn(model.logits(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def export(model: nn.Module, path: Path) -> None:
+    torch.onnx.export(
+        model, (torch.zeros(1, 30),), str(path), opset_version=17, dynamo=False,
+        input_names=["features"], output_names=["probabilities"],
+        dynamic_axes={"features": {0: "batch"}, "probabilities": {0: "batch"}},
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_toml(features: list[str], accuracy: float, n: int, digest: str) -> None:
+    quoted = ",\n    ".join(json.dumps(f) for f in features)
+    (MODEL_DIR / "model.toml").write_text(f'''\
+name = "breast_mass"
+task = "tabular_classification"
+max_batch_size = 64
+
+[version_policy]
+policy = "latest"
+
+[[inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 30]
+
+[[outputs]]
+name = "probabilities"
+datatype = "FP32"
+shape = [-1, 2]
+
+[preprocessing]
+# Raw (unscaled) values in this order; standardisation is inside the graph.
+features = [
+    {quoted},
+]
+
+[postprocessing]
+labels = ["benign", "malignant"]
+positive_label = "malignant"
+
+[versions.1.sha256]
+"model.onnx" = "{digest}"
+
+[card]
+summary = "Small MLP (30-32-16-2) classifying a breast mass as benign or malignant from 30 fine-needle-aspirate nucleus measurements."
+data = "Wisconsin Diagnostic Breast Cancer set (real data, 569 samples: 212 malignant, 357 benign), as shipped by scikit-learn (load_breast_cancer). Stratified 75/25 split, random_state=0; built by model_store/build/train_breast_mass.py."
+intended_use = "Demonstration and education: a small real tabular model to exercise the serving stack. Not for diagnosis."
+limitations = "A demonstration model, not for clinical use or diagnosis. 569 samples from a single institution in the early 1990s; features come from a specific digitised-image measurement protocol and will not transfer to other imaging or pathology workflows. Probabilities are not calibrated."
+
+[card.metrics]
+accuracy = {accuracy!r}
+heldout_n = {n}
+''')
+
+
+def main() -> None:
+    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    started = time.process_time()
+    X_train, X_test, y_train, y_test, features = split()
+    model = train(X_train, y_train)
+    with torch.no_grad():
+        torch_probs = model(torch.from_numpy(X_test)).numpy()
+
+    MODEL_DIR.joinpath("1").mkdir(parents=True, exist_ok=True)
+    onnx_path = MODEL_DIR / "1" / "model.onnx"
+    export(model, onnx_path)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    onnx_probs = session.run(["probabilities"], {"features": X_test})[0]
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-5)
+
+    # The card reports what the served graph does, so score the ONNX output, not torch's.
+    accuracy = float((onnx_probs.argmax(axis=1) == y_test).mean())
+    assert accuracy >= 0.95, f"held-out accuracy {accuracy:.4f} below 0.95"
+    write_toml(features, accuracy, len(y_test), sha256(onnx_path))
+    print(f"breast_mass: held-out accuracy {accuracy:.4f} on {len(y_test)}, "
+          f"{time.process_time() - started:.1f}s CPU, {onnx_path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
