@@ -16,26 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from sklearn.datasets import load_breast_cancer
-from sklearn.model_selection import train_test_split
 from torch import nn
+
+from model_store.build.breast_cancer_data import split
 
 SEED = 0
 MODEL_DIR = Path(__file__).resolve().parents[1] / "breast_mass"
 LABELS = ("benign", "malignant")
-
-
-def split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """The fixed stratified split: (X_train, X_test, y_train, y_test, feature_names), label 1 = malignant.
-
-    Tests call this to re-score the served model on exactly the held-out rows used here.
-    """
-    data = load_breast_cancer()
-    # sklearn codes 0 = malignant, 1 = benign; the served model's positive class is index 1.
-    y = (data.target == 0).astype(np.int64)
-    X = data.data.astype(np.float32)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
-    return X_train, X_test, y_train, y_test, list(data.feature_names)
 
 
 class BreastMassMLP(nn.Module):
