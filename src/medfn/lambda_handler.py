@@ -41,7 +41,10 @@ class HttpEvents:
         from medfn.http import create_app
 
         self.app = create_app(
-            function.plane, max_body_bytes=function.config.max_body_bytes, title=f"medfn {function.config.name}"
+            function.plane,
+            max_body_bytes=function.config.max_body_bytes,
+            title=f"medfn {function.config.name}",
+            offload_inference=False,  # one request per environment: a thread hop is pure cost
         )
         self.adapter = Mangum(self.app, lifespan="off")
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import medfn
 from medfn.errors import MedfnError
 from medfn.http.inference_protocol import inference_protocol_router
+from medfn.http.offload import inference_runner
 from medfn.http.responses import JSONBody, error
 from medfn.http.tasks import task_router
 from medfn.plane import InferencePlane
@@ -26,15 +27,23 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 
 
-def create_app(plane: InferencePlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, title: str = "medfn") -> FastAPI:
+def create_app(
+    plane: InferencePlane,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    title: str = "medfn",
+    offload_inference: bool = True,
+) -> FastAPI:
+    """`offload_inference`: run models on worker threads (servers) or inline (Lambda)."""
     app = FastAPI(
         title=title,
         version=medfn.__version__,
         description="Medical ONNX models as pay-per-call APIs. Demonstration models are not for clinical use.",
     )
     app.state.plane = plane
-    app.include_router(task_router(plane, max_body_bytes))
-    app.include_router(inference_protocol_router(plane, max_body_bytes))
+    run = inference_runner(offload_inference)
+    app.include_router(task_router(plane, max_body_bytes, run))
+    app.include_router(inference_protocol_router(plane, max_body_bytes, run))
 
     @app.exception_handler(MedfnError)
     async def medfn_error(request: Request, exc: MedfnError) -> JSONBody:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 import medfn
 from medfn.errors import BadRequest
 from medfn.http.body import read_body
+from medfn.http.offload import Runner
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.schemas import (
     ErrorBody,
@@ -39,7 +39,7 @@ _INFER_BODY = {
 }
 
 
-def inference_protocol_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
+def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
     router = APIRouter(tags=["Open Inference Protocol v2"])
 
     @router.get("/v2", response_model=ServerMetadata)
@@ -87,7 +87,7 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int) -> API
         unknown = sorted(set(parsed.outputs) - {spec.name for spec in model.config.outputs})
         if unknown:
             raise BadRequest(f"model {model.name} has no outputs {unknown}")
-        outputs = await run_in_threadpool(model.run, parsed.inputs, list(parsed.outputs) or None)
+        outputs = await run(model.run, parsed.inputs, list(parsed.outputs) or None)
         content, head_length = encode_response(
             model_name=model.name, model_version=str(model.version), request=parsed, outputs=outputs
         )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from medfn.http.body import task_payload
+from medfn.http.offload import Runner
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.schemas import ErrorBody, ModelList, PredictResponse
 from medfn.plane import InferencePlane
@@ -29,7 +29,7 @@ _PREDICT_BODY = {
 }
 
 
-def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
+def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
     router = APIRouter(tags=["task routes"])
 
     @router.get("/v1/models", response_model=ModelList)
@@ -52,8 +52,7 @@ def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
         target = plane.get(model)  # 404 before reading a body we would throw away
         target.ensure_ready()
         payload = await task_payload(request, max_body_bytes)
-        # session.run off the event loop: the loop decodes the next request meanwhile
-        prediction = await run_in_threadpool(target.predict, payload)
+        prediction = await run(target.predict, payload)
         headers = {"x-request-id": rid, "x-model-version": str(target.version)}
         if prediction.binary and _wants(payload.accept, prediction.binary[1]):
             return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)
