@@ -18,6 +18,7 @@ import medfn
 from medfn.errors import MedfnError
 from medfn.http.inference_protocol import inference_protocol_router
 from medfn.http.offload import inference_runner
+from medfn.http.openapi import install_openapi
 from medfn.http.responses import JSONBody, error
 from medfn.http.tasks import task_router
 from medfn.plane import InferencePlane
@@ -61,6 +62,7 @@ def create_app(
         return error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     app.add_middleware(ErrorBoundary)
+    install_openapi(app)
     return app
 
 

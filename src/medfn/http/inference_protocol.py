@@ -11,8 +11,6 @@ from medfn.http.body import read_body
 from medfn.http.offload import Runner
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.schemas import (
-    ErrorBody,
-    InferenceRequest,
     InferenceResponse,
     ModelMetadata,
     ModelReady,
@@ -25,12 +23,11 @@ from medfn.oip import encode_response, parse_request
 from medfn.plane import InferencePlane
 
 HEADER_LENGTH = "inference-header-content-length"
-_ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 503)}
 _INFER_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
             "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary", "description": "JSON header, then binary tensors"}
             },
@@ -50,7 +47,7 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
     async def live() -> JSONBody:
         return JSONBody({"live": True})
 
-    @router.get("/v2/health/ready", response_model=ServerReady, responses={503: {"model": ServerReady}})
+    @router.get("/v2/health/ready", response_model=ServerReady)
     async def ready() -> JSONBody:
         return JSONBody({"ready": plane.ready}, status_code=200 if plane.ready else 503)
 
@@ -102,15 +99,15 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
     for suffix in ("", "/versions/{version}"):
         base = "/v2/models/{model}" + suffix
 
-        @router.get(base, response_model=ModelMetadata, responses=_ERRORS)
+        @router.get(base, response_model=ModelMetadata)
         async def model_metadata(model: str, version: str | None = None) -> JSONBody:
             return metadata(plane.get(model, version))
 
-        @router.get(base + "/ready", response_model=ModelReady, responses=_ERRORS)
+        @router.get(base + "/ready", response_model=ModelReady)
         async def model_ready_route(model: str, version: str | None = None) -> JSONBody:
             return model_ready(plane.get(model, version))
 
-        @router.post(base + "/infer", response_model=InferenceResponse, responses=_ERRORS, openapi_extra=_INFER_BODY)
+        @router.post(base + "/infer", response_model=InferenceResponse, openapi_extra=_INFER_BODY)
         async def model_infer(model: str, request: Request, version: str | None = None) -> Response:
             return await infer(plane.get(model, version), request)
 

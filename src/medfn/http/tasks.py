@@ -8,10 +8,9 @@ from starlette.responses import Response
 from medfn.http.body import task_payload
 from medfn.http.offload import Runner
 from medfn.http.responses import JSONBody, request_id
-from medfn.http.schemas import ErrorBody, ModelList, PredictResponse
+from medfn.http.schemas import ModelList, PredictResponse
 from medfn.plane import InferencePlane
 
-_ERRORS = {code: {"model": ErrorBody} for code in (404, 413, 415, 422, 503)}
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
@@ -43,7 +42,6 @@ def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIR
     @router.post(
         "/v1/models/{model}/predict",
         response_model=PredictResponse,
-        responses=_ERRORS,
         openapi_extra=_PREDICT_BODY,
         summary="Predict from a scan, a note, a record or a series, as the model's task takes",
     )
