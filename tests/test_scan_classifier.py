@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 
 import numpy as np
 import pytest
@@ -117,6 +119,11 @@ def test_openapi_document_describes_the_routes(classifier_client: TestClient) ->
     assert "/v1/models/{model}/predict" in spec["paths"]
     assert "/v2/models/{model}/versions/{version}/infer" in spec["paths"]
     assert classifier_client.get("/docs").status_code == 200
+    refs = re.findall(r'"\$ref": ?"#/components/schemas/([^"]+)"', json.dumps(spec))
+    assert refs and set(refs) <= set(spec["components"]["schemas"])  # every reference resolves
+    infer = spec["paths"]["/v2/models/{model}/infer"]["post"]
+    assert infer["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferenceResponse")
+    assert "4XX" in infer["responses"] and "application/octet-stream" in infer["requestBody"]["content"]
 
 
 def test_model_card_metric_holds_on_fresh_phantoms(classifier_handler) -> None:  # type: ignore[no-untyped-def]

@@ -10,44 +10,35 @@ from medfn.errors import BadRequest
 from medfn.http.body import read_body
 from medfn.http.offload import Runner
 from medfn.http.responses import JSONBody, request_id
-from medfn.http.schemas import (
-    InferenceResponse,
-    ModelMetadata,
-    ModelReady,
-    ServerLive,
-    ServerMetadata,
-    ServerReady,
-)
+from medfn.http.openapi import ref, returns
 from medfn.model import Model
 from medfn.oip import encode_response, parse_request
 from medfn.plane import InferencePlane
 
 HEADER_LENGTH = "inference-header-content-length"
 _INFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
-            "application/octet-stream": {
-                "schema": {"type": "string", "format": "binary", "description": "JSON header, then binary tensors"}
-            },
+    "required": True,
+    "content": {
+        "application/json": {"schema": ref("InferenceRequest")},
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary", "description": "JSON header, then binary tensors"}
         },
-    }
+    },
 }
 
 
 def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
     router = APIRouter(tags=["Open Inference Protocol v2"])
 
-    @router.get("/v2", response_model=ServerMetadata)
+    @router.get("/v2", openapi_extra=returns("ServerMetadata"))
     async def server_metadata() -> JSONBody:
         return JSONBody({"name": "medfn", "version": medfn.__version__, "extensions": ["binary_tensor_data"]})
 
-    @router.get("/v2/health/live", response_model=ServerLive)
+    @router.get("/v2/health/live", openapi_extra=returns("ServerLive"))
     async def live() -> JSONBody:
         return JSONBody({"live": True})
 
-    @router.get("/v2/health/ready", response_model=ServerReady)
+    @router.get("/v2/health/ready", openapi_extra=returns("ServerReady"))
     async def ready() -> JSONBody:
         return JSONBody({"ready": plane.ready}, status_code=200 if plane.ready else 503)
 
@@ -99,15 +90,15 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
     for suffix in ("", "/versions/{version}"):
         base = "/v2/models/{model}" + suffix
 
-        @router.get(base, response_model=ModelMetadata)
+        @router.get(base, openapi_extra=returns("ModelMetadata"))
         async def model_metadata(model: str, version: str | None = None) -> JSONBody:
             return metadata(plane.get(model, version))
 
-        @router.get(base + "/ready", response_model=ModelReady)
+        @router.get(base + "/ready", openapi_extra=returns("ModelReady"))
         async def model_ready_route(model: str, version: str | None = None) -> JSONBody:
             return model_ready(plane.get(model, version))
 
-        @router.post(base + "/infer", response_model=InferenceResponse, openapi_extra=_INFER_BODY)
+        @router.post(base + "/infer", openapi_extra=returns("InferenceResponse", _INFER_BODY))
         async def model_infer(model: str, request: Request, version: str | None = None) -> Response:
             return await infer(plane.get(model, version), request)
 

@@ -1,11 +1,10 @@
-"""The OpenAPI document, with the error body every route can answer with.
+"""The OpenAPI document, built when someone asks for it rather than at cold start.
 
-Request bodies the routes read themselves (raw tensors, scans) are described by schemas
-added here too, under `components`, so `openapi_extra` can point at them by reference.
-
-Declaring `responses={4xx: ErrorBody}` on each route makes FastAPI build a pydantic field per
-route and status at app creation: measured ~15 ms of a Lambda cold start. The document is only
-wanted when someone opens /docs, so the error responses are added there, once, instead.
+Routes return responses they render themselves (orjson), so FastAPI's `response_model` would
+only feed the document, yet it builds a pydantic field per route and status at app creation:
+with the error responses, ~20 ms of a Lambda cold start. Instead, routes name their schemas
+with `returns(...)` (plain dicts, free at init), and the pydantic models of medfn.http.schemas
+are imported and turned into `components` here, on the first request for /openapi.json.
 """
 
 from __future__ import annotations
@@ -15,23 +14,38 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from pydantic import BaseModel
 
-from medfn.http.schemas import ErrorBody, InferenceRequest
 
-_REFERENCED: tuple[type[BaseModel], ...] = (ErrorBody, InferenceRequest)
 
-_ERROR_RESPONSE = {
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-}
+def ref(schema: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{schema}"}
+
+
+def returns(schema: str, request_body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`openapi_extra` for a route answering 200 with `schema` (a class in medfn.http.schemas)."""
+    extra: dict[str, Any] = {
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": ref(schema)}}}}
+    }
+    if request_body is not None:
+        extra["requestBody"] = request_body
+    return extra
+
+
+_ERROR_RESPONSE = {"content": {"application/json": {"schema": ref("ErrorBody")}}}
 
 
 def install_openapi(app: FastAPI) -> None:
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
+            from pydantic import BaseModel
+
+            from medfn.http import schemas as models
+
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in _REFERENCED:
+            for model in vars(models).values():
+                if not (isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__):
+                    continue
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema

@@ -8,30 +8,28 @@ from starlette.responses import Response
 from medfn.http.body import task_payload
 from medfn.http.offload import Runner
 from medfn.http.responses import JSONBody, request_id
-from medfn.http.schemas import ModelList, PredictResponse
+from medfn.http.openapi import returns
 from medfn.plane import InferencePlane
 
 _PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            media: {"schema": {"type": "string", "format": "binary"}}
-            for media in ("image/png", "image/jpeg", "application/dicom", "application/octet-stream", "text/plain")
-        }
-        | {
-            "application/json": {"schema": {"type": "object", "description": 'e.g. {"image": "<base64>"}; per task'}},
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-            },
-        },
+    "required": True,
+    "content": {
+        media: {"schema": {"type": "string", "format": "binary"}}
+        for media in ("image/png", "image/jpeg", "application/dicom", "application/octet-stream", "text/plain")
     }
+    | {
+        "application/json": {"schema": {"type": "object", "description": 'e.g. {"image": "<base64>"}; per task'}},
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+    },
 }
 
 
 def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
     router = APIRouter(tags=["task routes"])
 
-    @router.get("/v1/models", response_model=ModelList)
+    @router.get("/v1/models", openapi_extra=returns("ModelList"))
     async def list_models() -> JSONBody:
         rows = [
             {**entry.__dict__, "version": str(entry.version)}
@@ -41,8 +39,7 @@ def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIR
 
     @router.post(
         "/v1/models/{model}/predict",
-        response_model=PredictResponse,
-        openapi_extra=_PREDICT_BODY,
+        openapi_extra=returns("PredictResponse", _PREDICT_BODY),
         summary="Predict from a scan, a note, a record or a series, as the model's task takes",
     )
     async def predict(model: str, request: Request) -> Response:
