@@ -1,0 +1,74 @@
+"""The CLI as a user runs it: `medfn serve` on loopback, `medfn predict` in process and over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model_store.build import chest_phantoms
+from tests.conftest import REPO, free_port
+
+
+def medfn(*args: str, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "medfn.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def scan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    images, labels = chest_phantoms.generate(2, seed=31)
+    path = tmp_path_factory.mktemp("scans") / "scan.dcm"
+    path.write_bytes(chest_phantoms.to_dicom(images[1]))
+    return path, chest_phantoms.LABELS[labels[1]]
+
+
+def test_predict_in_process(scan: tuple[Path, str]) -> None:
+    result = medfn("predict", "scan_classifier", str(scan[0]))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["top_label"] == scan[1]
+
+
+def test_predict_reports_refusals_with_a_failing_exit(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    result = medfn("predict", "scan_classifier", str(junk))
+    assert result.returncode == 1 and "error" in json.loads(result.stdout)
+
+
+def test_serve_then_predict_over_http(scan: tuple[Path, str], tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "medfn.cli", "serve", "--port", str(port), "--only", "scan_classifier"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("medfn serve did not become ready")
+        assert httpx.get(url + "/v1/models").json()["models"][0]["name"] == "scan_classifier"
+        result = medfn("predict", "scan_classifier", str(scan[0]), "--url", url)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["top_label"] == scan[1]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_help_lists_the_commands() -> None:
+    result = medfn("--help")
+    assert result.returncode == 0 and "serve" in result.stdout and "predict" in result.stdout
