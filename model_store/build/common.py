@@ -62,7 +62,7 @@ def sha256(path: Path) -> str:
 
 
 def toml(value) -> str:
-    """A TOML literal for a str, bool, int, float or a list of them (JSON strings are TOML strings)."""
+    """A TOML literal for a str, bool, int, float or list (a JSON string is a TOML string)."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml(v) for v in value) + "]"
     if isinstance(value, bool):
