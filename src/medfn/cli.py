@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["serve", "predict"]
+COMMANDS = ["serve", "predict", "package", "synth", "deploy", "usage"]
 
 
 def main(argv: list[str] | None = None) -> int:

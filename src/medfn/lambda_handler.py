@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
+from medfn import snapstart
 from medfn.function import LoadedFunction, load_function
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def strip_stage(event: dict[str, Any]) -> dict[str, Any]:
 def make_handler(handler_file: str, sources: list[type] | None = None) -> Handler:
     """Load the function beside `handler_file` at init and return its `handler(event, context)`."""
     function = load_function(Path(handler_file).resolve().parent)
+    snapstart.register([function.store])  # re-seed and reconnect after a SnapStart restore
     warm_http = function.config.http and os.environ.get("MEDFN_WARM_HTTP", "1") != "0"
     ordered: list[type] = sources if sources is not None else [HttpEvents]
     built: dict[type, Any] = {HttpEvents: HttpEvents(function)} if warm_http and HttpEvents in ordered else {}

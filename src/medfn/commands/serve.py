@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 HELP = "run every function's model behind one local HTTP gateway"
 
@@ -14,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--functions", help="folder of functions/*/function.toml (default: ./functions)")
     parser.add_argument("--only", nargs="*", help="serve only these functions")
     parser.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    parser.add_argument("--api-keys", type=Path, help="TOML of API keys and tiers to enforce as API Gateway does")
+    parser.add_argument("--usage-store", type=Path, default=Path(".medfn") / "usage.sqlite3", help="SQLite usage store")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
     for entry in plane.entries():
         state = "ready" if entry.ready else f"NOT READY: {entry.reason}"
         logging.info("model %s v%s (%s): %s", entry.name, entry.version, entry.task, state)
-    app = create_app(plane, max_body_bytes=args.max_body_bytes, title="medfn local gateway")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    from medfn.metering.local import local_metering
+
+    metering = local_metering(functions_dir(args.functions), args.usage_store, args.api_keys)
+    app = create_app(plane, max_body_bytes=args.max_body_bytes, title="medfn local gateway", metering=metering)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        metering.meter.close()  # type: ignore[attr-defined]  # writes the calls still buffered
     return 0

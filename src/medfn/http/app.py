@@ -21,6 +21,7 @@ from medfn.http.offload import inference_runner
 from medfn.http.openapi import install_openapi
 from medfn.http.responses import JSONBody, error
 from medfn.http.tasks import task_router
+from medfn.metering import Metering, MeteringMiddleware, from_environment
 from medfn.plane import InferencePlane
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,13 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     title: str = "medfn",
+    metering: Metering | None = None,
     offload_inference: bool = True,
 ) -> FastAPI:
-    """`offload_inference`: run models on worker threads (servers) or inline (Lambda)."""
+    """`metering` defaults to CloudWatch EMF inside Lambda and to none elsewhere.
+
+    `offload_inference`: run models on worker threads (servers) or inline (Lambda).
+    """
     app = FastAPI(
         title=title,
         version=medfn.__version__,
@@ -63,6 +68,9 @@ def create_app(
 
     app.add_middleware(ErrorBoundary)
     install_openapi(app)
+    metering = metering or from_environment()
+    if metering is not None:  # added last, so outermost: it times and sees every answer
+        app.add_middleware(MeteringMiddleware, metering=metering, plane=plane)
     return app
 
 

@@ -1,0 +1,160 @@
+"""One Lambda per discovered function, with everything a HIPAA review asks of it.
+
+Each gets its own role (read only its model's prefix), its own KMS-encrypted log group,
+a dead-letter queue for failed asynchronous invocations, X-Ray tracing, reserved
+concurrency, and a published version with SnapStart behind the `live` alias. SnapStart for
+Python supports arm64 and x86_64 alike (the arm64 exclusion of its Java launch is gone from
+the Lambda limits page), so arm64, 20% cheaper per GB-second, stays the default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk.aws_ecr_assets import Platform
+from constructs import Construct
+
+from medfn_infra.acknowledgements import acknowledge_prefix
+from medfn_infra.project import DeployedFunction
+from medfn_infra.storage import Storage
+
+ALIAS = "live"
+RUNTIME = lambda_.Runtime.PYTHON_3_12  # the interpreter `medfn package` builds wheels for
+DEFAULT_RESERVED_CONCURRENCY = 5  # when function.toml sets none: caps spend and protects the account
+LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+
+
+@dataclass
+class FunctionParts:
+    function: lambda_.Function
+    alias: lambda_.Alias
+    role: iam.Role
+    dead_letters: sqs.Queue
+
+
+def secure_queue(scope: Construct, construct_id: str, storage: Storage, **kwargs) -> sqs.Queue:  # type: ignore[no-untyped-def]
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=storage.queue_key,
+        data_key_reuse=Duration.hours(1),  # fewer KMS calls; SQS caches the data key this long
+        enforce_ssl=True,
+        **kwargs,
+    )
+
+
+def log_group(scope: Construct, construct_id: str, storage: Storage) -> logs.LogGroup:
+    return logs.LogGroup(scope, construct_id, encryption_key=storage.key, retention=LOG_RETENTION)
+
+
+def lambda_function(
+    scope: Construct,
+    construct_id: str,
+    storage: Storage,
+    *,
+    code: lambda_.Code,
+    runtime: lambda_.Runtime = RUNTIME,
+    handler: str,
+    architecture: lambda_.Architecture,
+    memory_mb: int,
+    timeout_s: int,
+    reserved_concurrency: int,
+    environment: dict[str, str],
+    description: str,
+    snap_start: bool,
+) -> FunctionParts:
+    role = iam.Role(scope, f"{construct_id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    logs_group = log_group(scope, f"{construct_id}Logs", storage)
+    logs_group.grant_write(role)
+    dead_letters = secure_queue(scope, f"{construct_id}DeadLetters", storage, retention_period=Duration.days(14))
+    function = lambda_.Function(
+        scope,
+        construct_id,
+        runtime=runtime,
+        handler=handler,
+        code=code,
+        architecture=architecture,
+        memory_size=memory_mb,
+        timeout=Duration.seconds(timeout_s),
+        reserved_concurrent_executions=reserved_concurrency,
+        role=role,
+        log_group=logs_group,
+        tracing=lambda_.Tracing.ACTIVE,
+        dead_letter_queue=dead_letters,
+        environment=environment,
+        description=description[:256],
+        snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+    )
+    storage.key.grant_decrypt(role)
+    alias = lambda_.Alias(scope, f"{construct_id}Live", alias_name=ALIAS, version=function.current_version)
+    return FunctionParts(function, alias, role, dead_letters)
+
+
+def model_function(scope: Construct, deployed: DeployedFunction, storage: Storage, snapstart: bool = True) -> FunctionParts:
+    config = deployed.config
+    prefix = storage.model_prefix(config.model)
+    environment = {
+        "MEDFN_MODEL_STORE": storage.models.s3_url_for_object("models"),
+        "MEDFN_MODEL_VERSION": str(deployed.version),
+        "MEDFN_MODEL_SHA256": deployed.sha256,
+        "MEDFN_WARM_HTTP": "1" if config.http else "0",
+    }
+    arch = lambda_.Architecture.ARM_64 if config.architecture == "arm64" else lambda_.Architecture.X86_64
+    container = config.runtime == "container"
+    if container:  # the image is synthesized as an asset and built only by `cdk deploy`
+        code: lambda_.Code = lambda_.Code.from_asset_image(
+            str(deployed.package.parent.parent),  # the repository: the image copies src/ and the model
+            file=f"functions/{config.name}/Dockerfile",
+            exclude=[".venv", ".git", "dist", ".medfn", "cdk.out", "**/__pycache__", "tests", "benchmarks"],
+            platform=Platform.LINUX_ARM64 if config.architecture == "arm64" else Platform.LINUX_AMD64,
+        )
+    else:
+        code = lambda_.Code.from_asset(str(deployed.package))
+    parts = lambda_function(
+        scope,
+        _construct_id(config.name),
+        storage,
+        code=code,
+        runtime=lambda_.Runtime.FROM_IMAGE if container else RUNTIME,
+        handler=lambda_.Handler.FROM_IMAGE if container else "handler.handler",
+        architecture=arch,
+        memory_mb=config.memory_mb,
+        timeout_s=config.timeout_s,
+        reserved_concurrency=config.reserved_concurrency or DEFAULT_RESERVED_CONCURRENCY,
+        environment=environment,
+        description=config.description or f"medfn {config.name}",
+        snap_start=snapstart and not container,  # SnapStart takes zip packages only
+    )
+    read_model_prefix(parts.role, storage, prefix)
+    return parts
+
+
+def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
+    """GetObject under the prefix and ListBucket limited to it: nothing of other models."""
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(f"{prefix}/*")]))
+    acknowledge_prefix(role, storage.models, f"{prefix}/*", "the function reads the objects of its own model only")
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[storage.models.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+        )
+    )
+
+
+def catalog_json(functions: list[DeployedFunction]) -> str:
+    return json.dumps(
+        [{"name": f.model.name, "version": str(f.version), "task": f.model.task, "function": f.name} for f in functions],
+        separators=(",", ":"),
+    )
+
+
+def _construct_id(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_")) + "Function"

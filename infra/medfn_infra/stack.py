@@ -1,0 +1,83 @@
+"""The one stack: storage, a function per discovered function.toml, the pipeline, the API."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from medfn_infra.acknowledgements import (
+    acknowledge_api,
+    acknowledge_cdk_helpers,
+    acknowledge_function,
+    acknowledge_prefix,
+    acknowledge_storage,
+)
+from medfn_infra.api import Api
+from medfn_infra.functions import FunctionParts, catalog_json, lambda_function, model_function
+from medfn_infra.pipeline import connect_uploads, upload_prefix
+from medfn_infra.project import Project
+from medfn_infra.storage import MODEL_PREFIX, Storage
+
+
+class MedfnStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, project: Project, snapstart: bool = True, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(scope, construct_id, **kwargs)
+        storage = Storage(self, "Storage", project)
+        functions: dict[str, FunctionParts] = {}
+        for deployed in project.functions:
+            parts = functions[deployed.name] = model_function(self, deployed, storage, snapstart)
+            # a new model version must be in the bucket before the version snapshot loads it
+            parts.function.node.add_dependency(storage.model_deployment)
+            if deployed.config.uploads:
+                connect_uploads(self, deployed, parts, storage)
+        platform = self._platform(project, storage)
+        api = Api(self, "Api", project, storage, {name: parts.alias for name, parts in functions.items()}, platform.alias)
+        for name, parts in {**functions, "platform": platform}.items():
+            acknowledge_function(name, parts)
+        acknowledge_storage(storage)
+        acknowledge_api(api)
+        acknowledge_cdk_helpers(self, storage)
+        CfnOutput(self, "ModelBucket", value=storage.models.bucket_name)
+        CfnOutput(self, "UploadBucket", value=storage.uploads.bucket_name)
+        CfnOutput(self, "ResultsBucket", value=storage.results.bucket_name)
+
+    def _platform(self, project: Project, storage: Storage) -> FunctionParts:
+        prefixes = {f.model.name: upload_prefix(f.name) for f in project.upload_functions}
+        parts = lambda_function(
+            self,
+            "PlatformFunction",
+            storage,
+            code=lambda_.Code.from_asset(str(project.platform_code)),
+            handler="handler.handler",
+            architecture=lambda_.Architecture.ARM_64,
+            memory_mb=256,
+            timeout_s=10,
+            reserved_concurrency=10,
+            environment={
+                "MEDFN_MODEL_STORE": storage.models.s3_url_for_object(MODEL_PREFIX),
+                "MEDFN_CATALOG": catalog_json(project.functions),
+                "MEDFN_UPLOAD_BUCKET": storage.uploads.bucket_name,
+                "MEDFN_UPLOAD_PREFIXES": json.dumps(prefixes, separators=(",", ":")),
+            },
+            description="medfn platform: catalog, upload slots, server health",
+            # it imports only boto3: a snapshot would cost more to cache than it saves
+            snap_start=False,
+        )
+        role = parts.role
+        # the catalog checks each served artifact exists (HeadObject is authorised by GetObject)
+        model_keys = [f"{MODEL_PREFIX}/{f.model.name}/*" for f in project.functions]
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(k) for k in model_keys]))
+        for key in model_keys:
+            acknowledge_prefix(role, storage.models, key, "the catalog checks that each deployed model's artifact is present")
+        # a presigned PUT carries the signer's rights: this role may write new scans under each prefix
+        upload_keys = [f"{p}*" for p in prefixes.values()]
+        if upload_keys:
+            role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[storage.uploads.arn_for_objects(k) for k in upload_keys]))
+            for key in upload_keys:
+                acknowledge_prefix(role, storage.uploads, key, "presigned upload slots write new scans only under the prefix an image function listens on")
+            role.add_to_policy(iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[storage.key.key_arn]))
+        return parts

@@ -1,0 +1,70 @@
+"""The platform function: the routes that belong to no single model.
+
+`POST /v1/uploads` (presigned upload slots), `GET /v1/models` (the catalog of every deployed
+model), and the server-level Open Inference Protocol routes (`GET /v2`, `/v2/health/*`).
+It imports no FastAPI and no onnxruntime: a small, fast function that costs nothing idle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import medfn
+from medfn.uploads import UploadError, UploadTargets, parse_request, presign_upload
+
+_clients: dict[str, Any] = {}
+_ready: set[str] = set()  # models whose artifact was seen in the model bucket (once is enough)
+
+
+def s3() -> Any:
+    if "s3" not in _clients:
+        import boto3
+
+        _clients["s3"] = boto3.client("s3")
+    return _clients["s3"]
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every deployed model, written into MEDFN_CATALOG by the CDK app, with its readiness."""
+    from botocore.exceptions import ClientError
+
+    bucket, _, prefix = os.environ["MEDFN_MODEL_STORE"].removeprefix("s3://").partition("/")
+    rows = []
+    for entry in json.loads(os.environ.get("MEDFN_CATALOG", "[]")):
+        name = entry["name"]
+        if name not in _ready:
+            try:
+                s3().head_object(Bucket=bucket, Key=f"{prefix}/{name}/{entry['version']}/model.onnx")
+                _ready.add(name)
+            except ClientError:
+                pass
+        rows.append({**entry, "ready": name in _ready})
+    return rows
+
+
+def answer(status: int, body: Any) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    route = (event.get("httpMethod"), event.get("resource") or event.get("path"))
+    if route == ("POST", "/v1/uploads"):
+        try:
+            body = event.get("body")
+            model, content_type = parse_request(base64.b64decode(body) if event.get("isBase64Encoded") else body)
+            return answer(200, presign_upload(s3(), UploadTargets.from_env(dict(os.environ)), model, content_type))
+        except UploadError as exc:
+            return answer(exc.status, {"error": exc.message})
+    if route == ("GET", "/v1/models"):
+        return answer(200, {"models": catalog()})
+    if route == ("GET", "/v2"):
+        return answer(200, {"name": "medfn", "version": medfn.__version__, "extensions": ["binary_tensor_data"]})
+    if route == ("GET", "/v2/health/live"):
+        return answer(200, {"live": True})
+    if route == ("GET", "/v2/health/ready"):
+        ready = all(row["ready"] for row in catalog())
+        return answer(200 if ready else 503, {"ready": ready})
+    return answer(404, {"error": f"no route {route[0]} {route[1]}"})

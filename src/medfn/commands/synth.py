@@ -1,0 +1,53 @@
+"""`medfn synth`: package the functions, synthesize the CDK app, check it with cdk-nag and cfn-lint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = "build the CloudFormation templates in cdk.out/ and check them (cdk-nag AwsSolutions + HIPAA, cfn-lint)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("cdk.out"), help="cloud assembly folder (default: cdk.out)")
+    parser.add_argument(
+        "--package",
+        choices=["missing", "all", "none"],
+        default="missing",
+        help="which function zips to (re)build first (default: those not in dist/ yet)",
+    )
+
+
+def synthesize(args: argparse.Namespace) -> int:
+    """Shared by `medfn deploy`: package, synth with the checks on, lint; 0 when all pass."""
+    from medfn.config import discover_functions
+    from medfn.packaging import REPO, build_package
+
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    for config in discover_functions(REPO / "functions"):
+        zip_path = REPO / "dist" / f"{config.name}-{config.architecture}.zip"
+        wanted = args.package == "all" or (args.package == "missing" and not zip_path.is_file())
+        if config.runtime == "zip" and config.accelerator == "cpu" and wanted:
+            print(build_package(config).summary())
+    sys.path.insert(0, str(REPO / "infra"))
+    from medfn_infra.app import build_app
+    from medfn_infra.checks import lint_templates
+
+    out = args.out.resolve()
+    try:
+        assembly = build_app(out, nag=True).synth()  # raises on any unacknowledged finding
+    except Exception as exc:  # jsii surfaces the validation failure as a generic error
+        print(f"synth failed: {exc}\nthe full report: {out / 'validation-report.json'}")
+        return 1
+    errors = lint_templates([Path(stack.template_full_path) for stack in assembly.stacks])
+    for line in errors:
+        print(line)
+    print(f"cdk-nag (AwsSolutions, HIPAA.Security): no unacknowledged findings; cfn-lint: {len(errors)} errors")
+    print(f"templates in {out}")
+    return 1 if errors else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return synthesize(args)

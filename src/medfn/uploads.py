@@ -1,0 +1,84 @@
+"""`POST /v1/uploads`: a presigned S3 PUT URL for a scan too big for a synchronous call.
+
+API Gateway and Lambda cap a request at 10 MB and 6 MB; a CT series is larger. The client
+asks for an upload slot for a model, PUTs the scan straight to the upload bucket, and the
+pipeline (S3 event -> SQS -> the model's function) writes the result. Object keys are
+made here, never from the client's file name, which may carry a patient's name.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+# Scan types the image functions decode, and the key suffix each gets.
+CONTENT_TYPES = {
+    "application/dicom": ".dcm",
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "application/octet-stream": ".bin",
+}
+DEFAULT_EXPIRES_S = 900
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class UploadTargets:
+    bucket: str
+    prefixes: dict[str, str]  # model -> key prefix its function's queue listens on
+    expires_s: int = DEFAULT_EXPIRES_S
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> UploadTargets:
+        return cls(
+            bucket=env["MEDFN_UPLOAD_BUCKET"],
+            prefixes=json.loads(env.get("MEDFN_UPLOAD_PREFIXES", "{}")),
+            expires_s=int(env.get("MEDFN_UPLOAD_EXPIRES_S", DEFAULT_EXPIRES_S)),
+        )
+
+
+def parse_request(body: str | bytes | None) -> tuple[str, str]:
+    """(model, content type) from `{"model": ..., "content_type": ...}`."""
+    try:
+        request = json.loads(body or "")
+    except ValueError:
+        raise UploadError(400, 'the body must be JSON: {"model": "...", "content_type": "application/dicom"}') from None
+    if not isinstance(request, dict) or not isinstance(request.get("model"), str):
+        raise UploadError(400, 'the body must name a model: {"model": "...", "content_type": "..."}')
+    content_type = str(request.get("content_type") or "application/dicom").split(";", 1)[0].strip().lower()
+    return request["model"], content_type
+
+
+def presign_upload(client: Any, targets: UploadTargets, model: str, content_type: str) -> dict[str, Any]:
+    """The upload slot: where to PUT, with which headers, before when."""
+    prefix = targets.prefixes.get(model)
+    if prefix is None:
+        raise UploadError(404, f"model {model!r} takes no uploads; models that do: {sorted(targets.prefixes)}")
+    suffix = CONTENT_TYPES.get(content_type)
+    if suffix is None:
+        raise UploadError(415, f"content_type must be one of {sorted(CONTENT_TYPES)}")
+    day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+    key = f"{prefix}{day}/{uuid.uuid4().hex}{suffix}"
+    url = client.generate_presigned_url(
+        "put_object",
+        Params={"Bucket": targets.bucket, "Key": key, "ContentType": content_type},
+        ExpiresIn=targets.expires_s,
+        HttpMethod="PUT",
+    )
+    return {
+        "upload_url": url,
+        "method": "PUT",
+        "headers": {"Content-Type": content_type},
+        "bucket": targets.bucket,
+        "key": key,
+        "expires_in": targets.expires_s,
+    }
