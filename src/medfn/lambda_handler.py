@@ -77,12 +77,21 @@ def strip_stage(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def default_sources(function: LoadedFunction) -> list[type]:
+    """HTTP first; the upload sources where `function.toml` has `[triggers] uploads = true`."""
+    if not function.config.uploads:
+        return [HttpEvents]
+    from medfn.pipeline.lambda_sources import UPLOAD_SOURCES  # keys only: no boto3 until an upload
+
+    return [HttpEvents, *UPLOAD_SOURCES]
+
+
 def make_handler(handler_file: str, sources: list[type] | None = None) -> Handler:
     """Load the function beside `handler_file` at init and return its `handler(event, context)`."""
     function = load_function(Path(handler_file).resolve().parent)
     snapstart.register([function.store])  # re-seed and reconnect after a SnapStart restore
     warm_http = function.config.http and os.environ.get("MEDFN_WARM_HTTP", "1") != "0"
-    ordered: list[type] = sources if sources is not None else [HttpEvents]
+    ordered: list[type] = sources if sources is not None else default_sources(function)
     built: dict[type, Any] = {HttpEvents: HttpEvents(function)} if warm_http and HttpEvents in ordered else {}
 
     def handler(event: dict[str, Any], context: Any) -> Any:

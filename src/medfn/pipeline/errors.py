@@ -1,0 +1,54 @@
+"""How the pipeline sorts failures: poison (record and quarantine once) or transient (retry).
+
+    MedfnError
+    ├── 4xx (BadRequest, UnsupportedMediaType, UnprocessableInput, ...)   poison: never retried
+    │   └── ObjectMissing (404)        the object (or that version of it) is gone
+    └── 5xx (ModelNotReady, ...)                                          transient: retried
+        └── StorageUnavailable (503)   S3, DynamoDB or the disk did not answer
+
+Anything else raised while processing is a bug, treated as transient so that the message is
+retried and, if it keeps failing, ends in the dead-letter queue with an error record.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from medfn.errors import MedfnError, NotFound
+
+
+class StorageUnavailable(MedfnError):
+    status = 503
+
+
+class ObjectMissing(NotFound):
+    """Deleted, or overwritten since the event (its ETag no longer matches)."""
+
+
+class TransientFailure(MedfnError):
+    """Raised to the event source so the delivery is retried (SQS: a batchItemFailure)."""
+
+    status = 503
+
+
+def is_poison(exc: BaseException) -> bool:
+    return isinstance(exc, MedfnError) and exc.status < 500
+
+
+def error_code(exc: BaseException) -> str:
+    """A stable, PHI-free code: the error class in kebab case ("unprocessable-input")."""
+    name = type(exc).__name__ if isinstance(exc, MedfnError) else "InternalError"
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+
+
+def safe_reason(exc: BaseException) -> str:
+    """Our own message for our errors; for anything else only where it was raised.
+
+    A foreign exception's text may quote the file it choked on (a DICOM header holds the
+    patient's name), so it never reaches a log line or a record.
+    """
+    if isinstance(exc, MedfnError):
+        return exc.message
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return f"internal error {type(exc).__name__}{where}"

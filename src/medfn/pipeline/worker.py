@@ -1,0 +1,117 @@
+"""One uploaded object from event to record: the part every transport shares.
+
+    settled already? -> duplicate, nothing written
+    fetch -> analyse -> write result(s) -> record "result"
+    poison (a 4xx MedfnError)  -> quarantine -> record "error" -> release the original
+    transient (5xx, a bug)     -> count the attempt; after the last, record a retryable
+                                  "error"; raise TransientFailure so the delivery is retried
+                                  (SQS: a batchItemFailure, then the dead-letter queue)
+
+Every step can be repeated: results and quarantine copies are overwritten under the same
+name, and the record is a conditional write, so a redelivered event never makes a second one.
+Logs carry the object's key and DICOM UIDs only, never its content or a parser's text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from medfn.pipeline.core import Analysis, analyse
+from medfn.pipeline.errors import ObjectMissing, TransientFailure, error_code, is_poison, safe_reason
+from medfn.pipeline.results import render
+from medfn.pipeline.settings import PipelineSettings
+from medfn.pipeline.status import StatusTable, now_iso
+from medfn.pipeline.storage import ScanStorage
+from medfn.pipeline.types import ObjectRef, StatusRecord
+from medfn.plane import InferencePlane
+
+log = logging.getLogger(__name__)
+
+Handled = Literal["result", "error", "duplicate"]
+
+
+@dataclass
+class ScanWorker:
+    plane: InferencePlane
+    model: str
+    storage: ScanStorage
+    status: StatusTable
+    settings: PipelineSettings
+
+    def process(self, ref: ObjectRef, attempt: int | None = None) -> Handled:
+        """Settle `ref` or raise TransientFailure. `attempt`: the delivery's count where the
+        transport keeps one (SQS ApproximateReceiveCount); otherwise the status table counts."""
+        try:
+            if self.status.settled(ref) is not None:
+                log.info("already recorded, skipped: %s (%s)", ref.key, ref.identity)
+                return "duplicate"
+            data = self.storage.fetch(ref)
+            analysis = analyse(self.plane, self.model, data)
+        except Exception as exc:  # sorted below: poison is recorded, the rest retried
+            if is_poison(exc):
+                return self._reject(ref, exc)
+            return self._retry_or_give_up(ref, exc, attempt)
+        try:
+            return self._accept(ref, analysis)
+        except Exception as exc:  # only storage can fail here, and storage failures are transient
+            return self._retry_or_give_up(ref, exc, attempt)
+
+    def _accept(self, ref: ObjectRef, analysis: Analysis) -> Handled:
+        at = now_iso()
+        locations = [self.storage.write_result(ref, suffix, document)
+                     for suffix, document in render(ref, analysis, at, self.settings.formats).items()]
+        body = analysis.body
+        record = StatusRecord(
+            ref=ref, outcome="result", location=locations[0], model=analysis.model,
+            model_version=analysis.model_version, top_label=str(body.get("top_label", "")),
+            sop_instance_uid=str(body.get("sop_instance_uid", "")), recorded_at=at,
+        )
+        if not self.status.record(record):
+            log.info("recorded meanwhile by another delivery, kept theirs: %s", ref.key)
+            return "duplicate"
+        log.info("result for %s (%s, sop %s): %s", ref.key, ref.identity, record.sop_instance_uid or "-", record.top_label)
+        return "result"
+
+    def _reject(self, ref: ObjectRef, exc: BaseException) -> Handled:
+        """A poison object: one error record, quarantined, never retried."""
+        code, reason = error_code(exc), safe_reason(exc)
+        try:
+            # An object that is gone cannot be quarantined; its record says why.
+            location = "" if isinstance(exc, ObjectMissing) else self.storage.quarantine(ref, code, reason)
+            written = self.status.record(
+                StatusRecord(ref=ref, outcome="error", location=location, code=code, reason=reason,
+                             model=self.model, recorded_at=now_iso())
+            )
+            if location:
+                self.storage.release(ref)
+        except Exception as failure:
+            raise TransientFailure(f"{ref.key}: quarantine or record failed: {safe_reason(failure)}") from None
+        log.warning("error for %s (%s): %s [%s]", ref.key, ref.identity, reason, code)
+        return "error" if written else "duplicate"
+
+    def _retry_or_give_up(self, ref: ObjectRef, exc: BaseException, attempt: int | None) -> Handled:
+        reason = safe_reason(exc)
+        try:
+            failures = attempt if attempt is not None else self.status.count_failure(ref)
+        except Exception:
+            failures = 0  # the table is down too: retry without a count
+        if failures is None:
+            log.info("recorded meanwhile by another delivery: %s", ref.key)
+            return "duplicate"
+        log.warning("transient failure %d/%d for %s: %s", failures, self.settings.max_attempts, ref.key, reason)
+        if failures >= self.settings.max_attempts:
+            self._record_exhausted(ref, exc, failures)
+        raise TransientFailure(f"{ref.key}: {reason}") from None
+
+    def _record_exhausted(self, ref: ObjectRef, exc: BaseException, failures: int) -> None:
+        """The last attempt: the error record exists before the message goes to the DLQ."""
+        try:
+            self.status.record(
+                StatusRecord(ref=ref, outcome="error", code=error_code(exc), model=self.model,
+                             reason=f"gave up after {failures} attempts: {safe_reason(exc)}",
+                             attempts=failures, retryable=True, recorded_at=now_iso())
+            )
+        except Exception:
+            log.error("could not record the final failure of %s: the dead-letter queue holds it", ref.key)
