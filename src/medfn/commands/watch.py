@@ -1,0 +1,69 @@
+"""`medfn watch DIR`: process the scans in DIR/incoming, and those that arrive, as S3 uploads are."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+HELP = "process scans dropped into DIR/incoming: results in DIR/results, poison in DIR/quarantine"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, help="the folder: incoming/, results/, quarantine/ and status.sqlite3 live here")
+    parser.add_argument("--function", help="the function whose model analyses the scans (default: the one with uploads)")
+    parser.add_argument("--functions", help="folder of functions/*/function.toml (default: ./functions)")
+    parser.add_argument("--once", action="store_true", help="process what is there now, then exit")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between looks for new files")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds a file must be unchanged before it is read")
+    parser.add_argument("--fhir", action="store_true", help="also write a FHIR R4 DiagnosticReport per scan")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every scan")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from medfn.config import discover_functions
+    from medfn.errors import MedfnError
+    from medfn.function import load_function
+    from medfn.gateway import functions_dir
+    from medfn.pipeline import PipelineSettings, ScanWorker
+    from medfn.pipeline.folder_storage import FolderStorage
+    from medfn.pipeline.folder_watch import FolderWatch
+    from medfn.pipeline.sqlite_status import SqliteStatusTable
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configs = [c for c in discover_functions(functions_dir(args.functions)) if c.uploads]
+    chosen = [c for c in configs if args.function in (None, c.name)]
+    if len(chosen) != 1:
+        names = ", ".join(c.name for c in configs) or "none"
+        print(f"medfn watch: name one function with --function (functions with uploads: {names})", file=sys.stderr)
+        return 2
+    assert chosen[0].directory is not None
+    function = load_function(chosen[0].directory)
+    try:
+        function.plane.get(function.config.model).ensure_ready()
+    except MedfnError as exc:  # every scan would fail: say so once instead
+        print(f"medfn watch: {exc.message}", file=sys.stderr)
+        return 1
+    settings = PipelineSettings.from_env()
+    if args.fhir:
+        settings = replace(settings, formats=tuple(dict.fromkeys((*settings.formats, "fhir"))))
+    storage = FolderStorage(args.dir, settings)
+    status = SqliteStatusTable(storage.root / "status.sqlite3")
+    worker = ScanWorker(plane=function.plane, model=function.config.model, storage=storage, status=status, settings=settings)
+    watch = FolderWatch(storage=storage, worker=worker, settle_s=args.settle, progress=not args.no_progress)
+    if not args.once:
+        print(f"watching {storage.incoming} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        watch.run(poll_s=args.poll, once=args.once)
+    except KeyboardInterrupt:
+        pass  # stopping is the normal way out of watching; the summary still follows
+    finally:
+        status.close()
+    print(json.dumps(watch.total.as_dict()))
+    return 0
