@@ -1,0 +1,117 @@
+"""A fault-injecting HTTP proxy in front of the moto server: S3 that is briefly (or always) down.
+
+The pipeline's real boto3 S3 client talks to this proxy (AWS_ENDPOINT_URL_S3); it forwards
+everything to moto except the object GETs it was told to fail, which get the 503 SlowDown
+S3 answers when overloaded. No boto3 code is patched.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, urlsplit
+
+import boto3
+import pytest
+
+_SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+              b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+class FlakyS3:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = urlsplit(upstream)
+        self._failures: dict[str, int] = {}  # quoted key -> GETs still to fail (-1: all)
+        self._lock = threading.Lock()
+        self.failed: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers botocore's "Expect: 100-continue" at once
+
+            def log_message(self, *args: object) -> None:  # quiet test output
+                pass
+
+            def do_GET(self) -> None:
+                proxy.handle(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def fail(self, key: str, times: int = -1) -> None:
+        """Fail GetObject of `key` `times` times (-1: until cleared)."""
+        with self._lock:
+            self._failures[quote(key, safe="/~")] = times
+
+    def clear(self) -> None:
+        with self._lock:
+            self._failures.clear()
+
+    def _should_fail(self, method: str, path: str) -> bool:
+        target, _, query = path.partition("?")
+        if method != "GET" or "tagging" in query:
+            return False
+        with self._lock:
+            for key, remaining in self._failures.items():
+                if target.endswith("/" + key) and remaining != 0:
+                    self._failures[key] = remaining - 1 if remaining > 0 else -1
+                    self.failed.append(key)
+                    return True
+        return False
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length) if length else None
+        if self._should_fail(request.command, request.path):
+            self._answer(request, 503, {"Content-Type": "application/xml"}, _SLOW_DOWN)
+            return
+        upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "connection")}
+        upstream.request(request.command, request.path, body=body, headers=headers)
+        response = upstream.getresponse()
+        payload = response.read()
+        passed = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+        upstream.close()
+        self._answer(request, response.status, passed, payload, head=request.command == "HEAD",
+                     length=response.getheader("Content-Length"))
+
+    @staticmethod
+    def _answer(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], payload: bytes,
+                head: bool = False, length: str | None = None) -> None:
+        request.send_response(status)
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", length if head and length else str(len(payload)))
+        request.end_headers()
+        if not head:
+            request.wfile.write(payload)
+
+
+_shared: dict[str, FlakyS3] = {}
+
+
+@pytest.fixture(scope="session")
+def flaky_s3(moto_endpoint: str) -> FlakyS3:
+    """One proxy per moto server, whichever test module asks first: the function under test
+    keeps its S3 client (and so the proxy's address) for the whole session."""
+    if moto_endpoint not in _shared:
+        proxy = FlakyS3(moto_endpoint)
+        threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
+        _shared[moto_endpoint] = proxy
+    return _shared[moto_endpoint]
+
+
+def test_proxy_forwards_and_fails_on_demand(aws_env: str, flaky_s3: FlakyS3) -> None:
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    s3 = boto3.client("s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    s3.create_bucket(Bucket="medfn-proxy-check")
+    s3.put_object(Bucket="medfn-proxy-check", Key="a b+c.png", Body=b"x")
+    flaky_s3.fail("a b+c.png", times=1)
+    with pytest.raises(ClientError, match="SlowDown"):
+        s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")
+    assert s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")["Body"].read() == b"x"
