@@ -105,8 +105,8 @@ def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> np.ndarray:
     ribs = dict(y0=u(-0.98, -0.85), spacing=u(0.14, 0.19), width=u(0.018, 0.03),
                 slope=u(0.15, 0.4), curve=u(0.0, 0.3), level=u(0.04, 0.12))
     spine_half, spine_level = u(0.05, 0.09), u(0.04, 0.12)
-    vessels = [(lungs[int(rng.integers(2))], rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.9) ** 1.5,
-                rng.uniform(0.008, 0.022), rng.uniform(0.03, 0.09))
+    vessels = [(lungs[int(rng.integers(2))], u(0, 2 * np.pi), u(0.1, 0.9) ** 1.5,
+                u(0.008, 0.022), u(0.03, 0.09))
                for _ in range(int(rng.integers(10, 30)))]
     nodule = _draw_nodule(rng, lungs, heart) if opacity else None
     low, gain, gamma = u(-0.06, 0.08), u(0.9, 1.3), u(0.8, 1.25)
@@ -132,7 +132,8 @@ def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> np.ndarray:
     rib_layer = np.exp(-(phase / ribs["width"]) ** 2) * (rib_y > -ribs["spacing"] / 2)
     density += ribs["level"] * rib_layer * body_mask
     for lung, theta, reach, sigma, level in vessels:
-        vx = lung["cx"] - np.sign(lung["cx"]) * 0.6 * lung["ax"] + reach * lung["ax"] * np.cos(theta)
+        hilum = lung["cx"] - np.sign(lung["cx"]) * 0.6 * lung["ax"]  # medial side of the lung
+        vx = hilum + reach * lung["ax"] * np.cos(theta)
         vy = lung["cy"] + reach * lung["ay"] * np.sin(theta)
         density += level * np.exp(-((x - vx) ** 2 + (y - vy) ** 2) / (2 * sigma ** 2)) * lung_mask
     if nodule is not None:

@@ -83,7 +83,7 @@ def onnx_accuracy(images: np.ndarray, labels: np.ndarray) -> float:
 
 
 def robustness_checks() -> None:
-    """Fresh seeds the model never saw, and a phantom drawn at 256 then resized like a server would."""
+    """A seed the model never saw, and phantoms drawn at 256 then resized as a server would."""
     images, labels = chest_phantoms.generate(500, 12345, SIZE)
     fresh = onnx_accuracy(common.quantize8(images)[:, None], labels)
     big, big_labels = chest_phantoms.generate(500, 12345, 2 * SIZE)
@@ -106,7 +106,7 @@ def write_model_toml(accuracy: float) -> None:
         ("[postprocessing]", {"labels": list(chest_phantoms.LABELS)}),
         ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
         ("[card]", {
-            "summary": "Flags a focal lung opacity on a frontal chest radiograph: clear or opacity.",
+            "summary": "Flags a focal lung opacity on a frontal chest radiograph.",
             "data": (f"Trained on {TRAIN_N} synthetic chest radiograph phantoms "
                      f"(model_store/build/chest_phantoms.py, seed {TRAIN_SEED}), quantized to "
                      "8 bits; balanced classes. No patient data."),
