@@ -68,9 +68,15 @@ def function_configs(root: Path) -> dict[str, dict]:
 
 
 def lambdas(template: Template) -> dict[str, dict]:
-    """Our functions (python3.12), by their MEDFN_MODEL_STORE-holding environment."""
+    """Functions on python3.12 by logical id (`ScanClassifierFunction...`), properties only."""
     found = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
     return {k: v["Properties"] for k, v in found.items()}
+
+
+def function_of(template: Template, name: str) -> dict:
+    prefix = "".join(part.capitalize() for part in name.split("_")) + "Function"
+    [props] = [p for k, p in lambdas(template).items() if k.startswith(prefix) and not k.startswith(prefix + "Role")]
+    return props
 
 
 def test_every_function_folder_becomes_a_lambda(template: Template, project_root: Path) -> None:
@@ -89,11 +95,13 @@ def test_every_function_folder_becomes_a_lambda(template: Template, project_root
 def test_memory_timeout_architecture_and_model_come_from_toml(template: Template, project_root: Path) -> None:
     for name, config in function_configs(project_root).items():
         model = tomllib.loads((project_root / "model_store" / config["model"] / "model.toml").read_text())
-        sha = model["versions"]["1"]["sha256"]["model.onnx"]
-        [props] = [p for p in lambdas(template).values() if p["Environment"]["Variables"].get("MEDFN_MODEL_SHA256") == sha and p["MemorySize"] == config.get("memory_mb", 1024)][:1]
+        props = function_of(template, name)
+        assert props["MemorySize"] == config.get("memory_mb", 1024)
         assert props["Timeout"] == config.get("timeout_s", 30)
         assert props["Architectures"] == [config.get("architecture", "arm64")]
-        store = json.dumps(props["Environment"]["Variables"]["MEDFN_MODEL_STORE"])
+        env = props["Environment"]["Variables"]
+        assert env["MEDFN_MODEL_SHA256"] == model["versions"]["1"]["sha256"]["model.onnx"]
+        store = json.dumps(env["MEDFN_MODEL_STORE"])
         assert "s3://" in store and "/models" in store
         if config.get("reserved_concurrency"):
             assert props["ReservedConcurrentExecutions"] == config["reserved_concurrency"]

@@ -64,9 +64,6 @@ class Package:
     zipped_bytes: int
     unzipped_bytes: int
 
-    def within_limits(self) -> bool:
-        return self.zipped_bytes <= ZIP_LIMIT and self.unzipped_bytes <= UNZIPPED_LIMIT
-
     def summary(self) -> str:
         mib = 1024 * 1024
         return (
