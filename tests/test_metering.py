@@ -15,7 +15,11 @@ from mangum import Mangum
 
 from medfn.cli import main
 from medfn.http import create_app
-from medfn.metering import EmfMeter, KeyGate, Metering, SqliteMeter, UsageRecord, load_keys
+from medfn.metering.emf import EmfMeter
+from medfn.metering.keys import KeyGate, load_keys
+from medfn.metering.middleware import Metering
+from medfn.metering.record import UsageRecord
+from medfn.metering.sqlite_store import SqliteMeter
 from medfn.metering.keys import period_start
 from medfn.metering.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, lambda_cost
 from medfn.metering.tiers import Tier
@@ -27,7 +31,7 @@ KEY_A, KEY_B = "a" * 24, "b" * 24
 
 
 def local_client(affine_plane, tmp_path: Path, *tiers: Tier) -> tuple[TestClient, SqliteMeter]:  # type: ignore[no-untyped-def]
-    from medfn.metering import ApiKey
+    from medfn.metering.keys import ApiKey
 
     meter = SqliteMeter(tmp_path / "usage.sqlite3")
     keys = [ApiKey("clinic-a", KEY_A, tiers[0]), ApiKey("clinic-b", KEY_B, tiers[-1])]

@@ -21,7 +21,7 @@ from medfn.http.offload import inference_runner
 from medfn.http.openapi import install_openapi
 from medfn.http.responses import JSONBody, error
 from medfn.http.tasks import task_router
-from medfn.metering import Metering, MeteringMiddleware, from_environment
+from medfn.metering.middleware import Metering, MeteringMiddleware, from_environment
 from medfn.plane import InferencePlane
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,15 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from medfn.metering.keys import KeyGate
 from medfn.metering.record import Meter, UsageRecord
+
+if TYPE_CHECKING:  # the key store is a local-gateway feature: Lambda never loads it
+    from medfn.metering.keys import KeyGate
 
 # /v1/models/{model}/predict, /v2/models/{model}[/versions/{v}][/infer|/ready]
 _MODEL_PATH = re.compile(r"^/v[12]/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<rest>/[^/]*)?$")
