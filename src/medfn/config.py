@@ -74,6 +74,8 @@ class ModelConfig:
     version_policy: VersionPolicy = VersionPolicy()
     preprocessing: dict[str, Any] = field(default_factory=dict)
     postprocessing: dict[str, Any] = field(default_factory=dict)
+    # `[dynamic_batching]` as written; absent: no server-side batching (see medfn.batching)
+    dynamic_batching: dict[str, Any] | None = None
     # version -> {artifact file name -> sha256 hex}
     sha256: dict[int, dict[str, str]] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class ModelConfig:
             ),
             preprocessing=dict(raw.get("preprocessing", {})),
             postprocessing=dict(raw.get("postprocessing", {})),
+            dynamic_batching=dict(raw["dynamic_batching"]) if "dynamic_batching" in raw else None,
             sha256={
                 int(version): dict(spec.get("sha256", {}))
                 for version, spec in raw.get("versions", {}).items()

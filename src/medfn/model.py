@@ -9,13 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from medfn.config import DATATYPES, ModelConfig, TensorSpec
 from medfn.errors import BadRequest, ModelNotReady, UnsupportedMediaType
 from medfn.store import ArtifactError, ModelStore, verified_artifacts
+
+if TYPE_CHECKING:
+    from medfn.batching import DynamicBatcher
+    from medfn.runtime import Device
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,10 @@ class Model:
     ready: bool = False
     reason: str = "not loaded"
     provider: str = ""
+    device: Device | None = None  # set with the session (onnxruntime is imported at load)
     session: Any = field(default=None, repr=False)
+    # Set by a server (medfn.batching.start_batchers); None: every request runs inline.
+    batcher: DynamicBatcher | None = field(default=None, repr=False)
     # The media types the task route takes; empty: only raw tensors through OIP.
     media_types: ClassVar[frozenset[str]] = frozenset()
 
@@ -58,7 +65,7 @@ class Model:
 
     def load(self) -> bool:
         """Verify artifacts, make the session, let the task load its extras. Never raises."""
-        from medfn.runtime import make_session
+        from medfn.runtime import make_session, session_device
 
         try:
             paths = verified_artifacts(self.store, self.config, self.version)
@@ -66,6 +73,7 @@ class Model:
                 raise ArtifactError(f"version {self.version} has no model.onnx")
             self.session = make_session(paths["model.onnx"])
             self.provider = self.session.get_providers()[0]
+            self.device = session_device(self.session)
             self.load_task(paths)
         except ArtifactError as exc:
             return self._not_ready(str(exc))
@@ -102,10 +110,17 @@ class Model:
             raise BadRequest(f"model {self.name} needs inputs {missing}")
 
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Validated inputs -> outputs; with a batcher this blocks until the request's batch ran."""
         self.ensure_ready()
-        names = outputs or [spec.name for spec in self.config.outputs]
-        results = self.session.run(names, inputs)
-        return dict(zip(names, results))
+        if self.batcher is not None:
+            return self.batcher.submit(inputs, outputs).result()
+        return self.execute(inputs, outputs or [spec.name for spec in self.config.outputs])
+
+    def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        """One session run, of one request or of a whole batch."""
+        from medfn.runtime import run_session
+
+        return dict(zip(names, run_session(self.session, names, inputs, self.device)))
 
     # -- the task route ----------------------------------------------------------------------
 

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
 # Preference order: a GPU when present, the CPU always.
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+_CUDA = "CUDAExecutionProvider"
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where a session runs. `kind` is an OrtValue device name: "cpu" or "cuda"."""
+
+    kind: str = "cpu"
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.kind == "cpu" else f"{self.kind}:{self.index}"
+
+
+CPU = Device()
 
 
 def available_cores() -> int:
@@ -25,8 +44,12 @@ def available_cores() -> int:
 def choose_providers(requested: str | None = None) -> list[str]:
     """`MEDFN_PROVIDERS=CPUExecutionProvider` forces a choice; otherwise CUDA first when present."""
     available = set(ort.get_available_providers())
-    wanted = (requested or os.environ.get("MEDFN_PROVIDERS", "")).split(",")
+    wanted = [p for p in (requested or os.environ.get("MEDFN_PROVIDERS", "")).split(",") if p]
     chosen = [p for p in wanted if p in available]
+    if _CUDA in wanted and _CUDA not in available:
+        # e.g. the CPU onnxruntime wheel installed over onnxruntime-gpu: say so, then serve anyway
+        log.warning("CUDA was requested but this onnxruntime has no %s (it has %s); falling back to CPU",
+                    _CUDA, sorted(available))
     return chosen or [p for p in _PREFERRED_PROVIDERS if p in available]
 
 
@@ -46,6 +69,40 @@ def make_session(path: Path, threads: int | None = None, providers: str | None =
     chosen = choose_providers(providers)
     session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=chosen)
     active = session.get_providers()
-    if "CUDAExecutionProvider" in chosen and "CUDAExecutionProvider" not in active:
-        log.warning("CUDA was requested but is not usable here; running %s on CPU", path.name)
+    if _CUDA in chosen and _CUDA not in active:
+        # onnxruntime-gpu without a driver, libcudart or cuDNN: ORT itself only logs at error level
+        log.warning("CUDA was requested but is not usable here (no GPU, driver or CUDA libraries); "
+                    "running %s on CPU", path.name)
+    if os.environ.get("MEDFN_REQUIRE_CUDA", "") == "1" and active[0] != _CUDA:
+        raise RuntimeError(f"MEDFN_REQUIRE_CUDA=1 but {path.name} runs on {active[0]}")
     return session
+
+
+def session_device(session: ort.InferenceSession) -> Device:
+    if session.get_providers()[0] != _CUDA:
+        return CPU
+    options = session.get_provider_options().get(_CUDA, {})
+    return Device("cuda", int(options.get("device_id", 0)))
+
+
+def run_session(
+    session: ort.InferenceSession, names: Sequence[str], inputs: dict[str, np.ndarray], device: Device | None = None
+) -> list[np.ndarray]:
+    """One run. On a GPU through I/O binding: each input is copied to the device once, as one
+    contiguous block, and each output fetched once, with no staging copies around `run`."""
+    if device is None or device.kind == "cpu":
+        return session.run(list(names), inputs)
+    return run_bound(session, names, inputs, device)
+
+
+def run_bound(
+    session: ort.InferenceSession, names: Sequence[str], inputs: dict[str, np.ndarray], device: Device
+) -> list[np.ndarray]:
+    binding = session.io_binding()
+    for name, array in inputs.items():
+        on_device = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), device.kind, device.index)
+        binding.bind_ortvalue_input(name, on_device)
+    for name in names:
+        binding.bind_output(name, device.kind, device.index)  # ORT allocates it there, sized by the run
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()

@@ -17,6 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
     parser.add_argument("--api-keys", type=Path, help="TOML of API keys and tiers to enforce as API Gateway does")
     parser.add_argument("--usage-store", type=Path, default=Path(".medfn") / "usage.sqlite3", help="SQLite usage store")
+    parser.add_argument(
+        "--no-batching", action="store_true",
+        help="run every request alone, even for models whose model.toml has [dynamic_batching]",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
     metering = local_metering(functions_dir(args.functions), args.usage_store, args.api_keys)
     app = create_app(plane, max_body_bytes=args.max_body_bytes, title="medfn local gateway", metering=metering)
+    from medfn.batching import start_batchers, stop_batchers
+
+    if not args.no_batching:
+        start_batchers(plane)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     finally:
+        stop_batchers(plane)  # answers what is queued before the process ends
         metering.meter.close()  # type: ignore[attr-defined]  # writes the calls still buffered
     return 0

@@ -8,7 +8,8 @@ from starlette.responses import Response
 import medfn
 from medfn.errors import BadRequest
 from medfn.http.body import read_body
-from medfn.http.offload import Runner
+from medfn.batching import serving_parameters
+from medfn.http.offload import Runner, run_model
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.openapi import ref, returns
 from medfn.model import Model
@@ -57,6 +58,7 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
                     "ready": model.ready,
                     "provider": model.provider,
                     "max_batch_size": model.config.max_batch_size,
+                    **serving_parameters(model),
                 },
             }
         )
@@ -75,7 +77,7 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
         unknown = sorted(set(parsed.outputs) - {spec.name for spec in model.config.outputs})
         if unknown:
             raise BadRequest(f"model {model.name} has no outputs {unknown}")
-        outputs = await run(model.run, parsed.inputs, list(parsed.outputs) or None)
+        outputs = await run_model(run, model, parsed.inputs, list(parsed.outputs) or None)
         content, head_length = encode_response(
             model_name=model.name, model_version=str(model.version), request=parsed, outputs=outputs
         )
