@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -84,3 +85,26 @@ def test_a_cuda_session_runs_through_io_binding(monkeypatch: pytest.MonkeyPatch)
 def test_served_model_reports_provider_and_device(affine_client) -> None:  # type: ignore[no-untyped-def]
     parameters = affine_client.get("/v2/models/affine").json()["parameters"]
     assert parameters["provider"] == "CPUExecutionProvider" and parameters["device"] == "cpu"
+
+
+def test_fp16_build_keeps_fp32_io_and_serves_as_a_new_version(tmp_path: Path) -> None:
+    from medfn.plane import InferencePlane
+    from medfn.store import LocalStore
+    from model_store.build.convert_fp16 import max_difference, register_version, to_fp16
+    from tests.onnx_builders import write_model_folder
+
+    folder = write_model_folder(tmp_path, "affine", {1: affine_model(2.0)}, extra_toml='[version_policy]\npolicy = "all"\n')
+    target = folder / "2" / "model.onnx"
+    to_fp16(folder / "1" / "model.onnx", target)
+    difference = max_difference(folder / "1" / "model.onnx", target)
+    assert difference is not None and difference < 1e-2
+    register_version(folder / "model.toml", 2, hashlib.sha256(target.read_bytes()).hexdigest())
+
+    plane = InferencePlane()
+    plane.add(LocalStore(tmp_path), "affine")
+    half = plane.get("affine", 2)
+    assert half.ready, half.reason
+    x = np.asarray([[0.5, 1.0, -2.0, 3.25]], dtype=np.float32)  # exact in fp16
+    y = half.run({"x": x})["y"]
+    assert y.dtype == np.float32  # keep_io_types: FP32 in, FP32 out
+    np.testing.assert_array_equal(y, x * 2 + 1)
