@@ -1,0 +1,303 @@
+"""Throughput and latency of the batching server beside a bare session, fp32 and fp16.
+
+Serves the scan_segmenter U-Net and a ResNet-18-shaped classifier (random weights: the
+throughput is real, the answers mean nothing; model_store/build/resnet18_bench.py) with
+`medfn serve` in a child process, exactly as containers/gpu.Dockerfile runs it, with
+[dynamic_batching] at --batch rows. Load generator processes (asyncio + httpx, the binary
+tensor extension, one image a request) drive it at low load (1 caller) and high load
+(--high-concurrency callers, bounded request counts). In the same run, on the same
+providers, a bare session runs batches of --batch (and of 1) through medfn.runtime: I/O
+binding on CUDA. It prints rows/s and latency p50/p99 per level and the server/bare
+throughput ratio at --batch (the target: >= 0.80 at batch 32).
+
+On this CPU machine (small counts; CUDA absent, so it runs on CPU and says so):
+    .venv/bin/python benchmarks/gpu_throughput.py --quick
+
+On a GPU machine (CUDA 13 driver and cuDNN 9 libraries present), from a checkout:
+    python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'      # medfn + onnx, httpx, uvicorn
+    .venv/bin/pip install --target /opt/ort-gpu 'onnxruntime-gpu>=1.31'
+    PYTHONPATH=/opt/ort-gpu MEDFN_REQUIRE_CUDA=1 .venv/bin/python benchmarks/gpu_throughput.py \\
+        --require-cuda --json gpu_results.json
+The --target dir on PYTHONPATH shadows the CPU onnxruntime wheel for this process and the
+server it starts. --require-cuda (or MEDFN_REQUIRE_CUDA=1) stops the run, non-zero, unless
+every session lands on the CUDA provider; without it a missing GPU falls back to CPU with a
+log line. torch is not needed: the ResNet-18 is written with onnx.helper (or --resnet PATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from medfn.runtime import make_session, run_session, session_device  # noqa: E402
+from model_store.build import convert_fp16, resnet18_bench  # noqa: E402
+
+SEGMENTER = REPO / "model_store" / "scan_segmenter" / "1" / "model.onnx"
+SHAPES = {"segmenter": (1, 128, 128), "resnet18": (3, 224, 224)}  # one image, no batch axis
+OUTPUTS = {"segmenter": (1, 128, 128), "resnet18": (1000,)}
+
+
+@dataclass
+class Row:
+    model: str
+    precision: str
+    path: str  # "bare" or "server"
+    load: str  # "low" or "high"
+    batch: int  # bare: rows a run; server: callers in flight
+    rows_per_s: float
+    p50_ms: float
+    p99_ms: float
+    device: str
+    batch_mean: float = 0.0  # server: rows per session run its batcher formed
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000.0, q))
+
+
+# -- the model store the server and the bare session read ---------------------------------------
+
+def write_store(root: Path, name: str, onnx_path: Path, batch: int, delay_ms: float) -> None:
+    """A tensor-task model (OIP only) with [dynamic_batching], and a function serving it."""
+    import hashlib
+
+    folder = root / "model_store" / name
+    (folder / "1").mkdir(parents=True)
+    target = folder / "1" / "model.onnx"
+    target.write_bytes(onnx_path.read_bytes())
+    kind = name.split("_")[0]
+    in_shape = [-1, *SHAPES[kind]]
+    out_shape = [-1, *OUTPUTS[kind]]
+    (folder / "model.toml").write_text(
+        f'name = "{name}"\ntask = "tensor"\nmax_batch_size = {batch}\n\n'
+        f"[dynamic_batching]\nmax_queue_delay_ms = {delay_ms}\n\n"
+        f'[[inputs]]\nname = "image"\ndatatype = "FP32"\nshape = {in_shape}\n\n'
+        f'[[outputs]]\nname = "probabilities"\ndatatype = "FP32"\nshape = {out_shape}\n\n'
+        f'[versions.1.sha256]\n"model.onnx" = "{hashlib.sha256(target.read_bytes()).hexdigest()}"\n',
+        "utf-8",
+    )
+    function = root / "functions" / name
+    function.mkdir(parents=True)
+    (function / "function.toml").write_text(f'name = "{name}"\nmodel = "{name}"\nruntime = "container"\naccelerator = "gpu"\n')
+
+
+def model_files(work: Path, resnet: Path | None, models: list[str], precisions: list[str]) -> dict[str, Path]:
+    """name ("segmenter_fp16", ...) -> ONNX file; fp16 made with onnxconverter-common."""
+    fp32 = {"segmenter": SEGMENTER, "resnet18": resnet or resnet18_bench.write(work / "resnet18.onnx")}
+    files = {}
+    for kind in models:
+        for precision in precisions:
+            path = fp32[kind]
+            if precision == "fp16":
+                path = work / f"{kind}_fp16.onnx"
+                convert_fp16.to_fp16(fp32[kind], path)
+            files[f"{kind}_{precision}"] = path
+    return files
+
+
+# -- bare session ---------------------------------------------------------------------------------
+
+def bare(name: str, path: Path, batch: int, runs: int, require_cuda: bool) -> Row:
+    session = make_session(path)
+    device = session_device(session)
+    if require_cuda and device.kind != "cuda":
+        raise SystemExit(f"--require-cuda: {name} runs on {session.get_providers()[0]}")
+    images = np.random.default_rng(0).random((batch, *SHAPES[name.split("_")[0]]), dtype=np.float32)
+    for _ in range(3):  # warm-up: CUDA kernels chosen, arenas grown
+        run_session(session, ["probabilities"], {"image": images}, device)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run_session(session, ["probabilities"], {"image": images}, device)
+        times.append(time.perf_counter() - started)
+    kind, precision = name.split("_")
+    load = "high" if batch > 1 else "low"
+    return Row(kind, precision, "bare", load, batch, batch * runs / sum(times),
+               percentile(times, 50), percentile(times, 99), device.label)
+
+
+# -- the server and its load ----------------------------------------------------------------------
+
+def request_body(kind: str, seed: int) -> tuple[bytes, dict[str, str]]:
+    """One image as the binary tensor extension: JSON header, then the raw FP32 bytes."""
+    image = np.random.default_rng(seed).random((1, *SHAPES[kind]), dtype=np.float32)
+    raw = image.tobytes()
+    head = json.dumps({
+        "inputs": [{"name": "image", "datatype": "FP32", "shape": list(image.shape),
+                    "parameters": {"binary_data_size": len(raw)}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+    }).encode()
+    return head + raw, {"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"}
+
+
+async def _drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float, float]:
+    latencies: list[float] = []
+    remaining = requests
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+
+        async def caller() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                response = await client.post(url, content=body, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"server answered {response.status_code}: {response.text[:200]}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        return latencies, started, time.perf_counter()
+
+
+def _client(args: tuple) -> tuple[list[float], float, float]:  # type: ignore[type-arg]
+    return asyncio.run(_drive(*args))
+
+
+def load(url: str, kind: str, requests: int, concurrency: int, clients: int) -> tuple[float, list[float]]:
+    """rows/s and latencies from `clients` processes sharing `concurrency` callers."""
+    clients = max(1, min(clients, concurrency))
+    body, headers = request_body(kind, seed=1)
+    jobs = [(url, body, headers, requests // clients, concurrency // clients) for _ in range(clients)]
+    if clients == 1:
+        results = [_client(jobs[0])]
+    else:
+        with multiprocessing.get_context("spawn").Pool(clients) as pool:
+            results = pool.map(_client, jobs)
+    latencies = [lat for result in results for lat in result[0]]
+    elapsed = max(r[2] for r in results) - min(r[1] for r in results)
+    return len(latencies) / elapsed, latencies
+
+
+def serve(root: Path, port: int, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
+    command = [sys.executable, "-m", "medfn.cli", "serve", "--functions", str(root / "functions"), "--port", str(port)]
+    log = open(root / "server.log", "wb")  # noqa: SIM115  # the child writes to it until it ends
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180  # CUDA's first session can take a while
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited; its log:\n{(root / 'server.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("the server did not become ready in 180 s")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
+    kind, precision = name.split("_")
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/v2/models/{name}/infer"
+    rows = []
+    for level, concurrency, requests in (("low", 1, args.low_requests), ("high", args.high_concurrency, args.high_requests)):
+        load(url, kind, max(concurrency * 2, 8), concurrency, 1)  # warm-up
+        before = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
+        rate, latencies = load(url, kind, requests, concurrency, args.clients if level == "high" else 1)
+        after = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
+        if args.require_cuda and not after["device"].startswith("cuda"):
+            raise SystemExit(f"--require-cuda: the server runs {name} on {after['device']}")
+        batches = after["batch_count"] - before["batch_count"]
+        mean = (after["batch_requests"] - before["batch_requests"]) / batches if batches else 0.0
+        rows.append(Row(kind, precision, "server", level, concurrency, rate, percentile(latencies, 50),
+                        percentile(latencies, 99), after["device"], round(mean, 2)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a CPU smoke run (about a minute)")
+    parser.add_argument("--batch", type=int, default=32, help="max_batch_size of the server and the bare batch (32)")
+    parser.add_argument("--delay-ms", type=float, default=2.0, help="max_queue_delay_ms of the server (2)")
+    parser.add_argument("--high-concurrency", type=int, help="callers in flight at high load (default 4 x --batch)")
+    parser.add_argument("--high-requests", type=int, help="requests timed at high load (default 4000; --quick 128)")
+    parser.add_argument("--low-requests", type=int, help="requests timed at low load (default 300; --quick 16)")
+    parser.add_argument("--bare-runs", type=int, help="timed bare runs per batch size (default 100; --quick 5)")
+    parser.add_argument("--clients", type=int, help="load generator processes at high load (default: cores / 4, 1..4)")
+    parser.add_argument("--models", default="segmenter,resnet18", help="segmenter, resnet18 or both (default)")
+    parser.add_argument("--precisions", default="fp32,fp16", help="fp32, fp16 or both (default)")
+    parser.add_argument("--resnet", type=Path, help="a pre-built ResNet-18 ONNX (input image, output probabilities)")
+    parser.add_argument("--require-cuda", action="store_true", default=os.environ.get("MEDFN_REQUIRE_CUDA") == "1",
+                        help="fail unless every session runs on CUDA (also: MEDFN_REQUIRE_CUDA=1)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    quick = args.quick
+    args.high_concurrency = args.high_concurrency or 4 * args.batch
+    args.high_requests = args.high_requests or (128 if quick else 4000)
+    args.low_requests = args.low_requests or (16 if quick else 300)
+    args.bare_runs = args.bare_runs or (5 if quick else 100)
+    args.clients = args.clients or max(1, min(4, (os.cpu_count() or 1) // 4))
+
+    env = dict(os.environ)
+    if args.require_cuda:
+        env["MEDFN_REQUIRE_CUDA"] = "1"  # the server's sessions too: not ready (and we stop) on CPU
+        os.environ["MEDFN_REQUIRE_CUDA"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(REPO / "src")) if p)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="medfn-gpu-bench-") as tmp:
+        work = Path(tmp)
+        files = model_files(work, args.resnet, args.models.split(","), args.precisions.split(","))
+        for name, path in files.items():
+            rows += [bare(name, path, 1, args.bare_runs * 4, args.require_cuda),
+                     bare(name, path, args.batch, args.bare_runs, args.require_cuda)]
+            root = work / name
+            write_store(root, name, path, args.batch, args.delay_ms)
+            port = free_port()
+            server = serve(root, port, env | {"MEDFN_MODEL_STORE": str(root / "model_store")})
+            try:
+                rows += server_rows(name, port, args)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+            print(f"{name}: done", file=sys.stderr)
+    report(rows, args)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+
+
+def report(rows: list[Row], args: argparse.Namespace) -> None:
+    print(f"\nbatch {args.batch}, max_queue_delay_ms {args.delay_ms}, high load {args.high_concurrency} callers"
+          f" ({args.clients} client processes), {args.high_requests} requests; low load 1 caller\n")
+    print(f"{'model':9} {'prec':5} {'path':6} {'load':5} {'batch':>5} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'device':7} {'formed':>6}")
+    for r in rows:
+        formed = f"{r.batch_mean:.1f}" if r.path == "server" else ""
+        print(f"{r.model:9} {r.precision:5} {r.path:6} {r.load:5} {r.batch:>5} {r.rows_per_s:>9.1f}"
+              f" {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.device:7} {formed:>6}")
+    print("\nserver / bare throughput at high load (batch %d; target >= 0.80):" % args.batch)
+    for r in rows:
+        if r.path == "server" and r.load == "high":
+            bare_row = next(b for b in rows if (b.model, b.precision, b.path, b.batch) == (r.model, r.precision, "bare", args.batch))
+            print(f"  {r.model} {r.precision}: {r.rows_per_s / bare_row.rows_per_s:.2f}")
+    print("(rows/s: images a second; bare p50/p99 are per batch run; server p50/p99 per request,"
+          " queueing included; 'formed': mean rows per batched run.)")
+
+
+if __name__ == "__main__":
+    main()
