@@ -15,11 +15,13 @@ On this CPU machine (small counts; CUDA absent, so it runs on CPU and says so):
 
 On a GPU machine (CUDA 13 driver and cuDNN 9 libraries present), from a checkout:
     python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'      # medfn + onnx, httpx, uvicorn
-    .venv/bin/pip install --target /opt/ort-gpu 'onnxruntime-gpu>=1.31'
-    PYTHONPATH=/opt/ort-gpu MEDFN_REQUIRE_CUDA=1 .venv/bin/python benchmarks/gpu_throughput.py \\
-        --require-cuda --json gpu_results.json
+    .venv/bin/pip install --no-deps --target /opt/ort-gpu 'onnxruntime-gpu>=1.31'
+    PYTHONPATH=/opt/ort-gpu .venv/bin/python benchmarks/gpu_throughput.py --require-cuda \\
+        --json gpu_results.json                                       # about 5 minutes
 The --target dir on PYTHONPATH shadows the CPU onnxruntime wheel for this process and the
-server it starts. --require-cuda (or MEDFN_REQUIRE_CUDA=1) stops the run, non-zero, unless
+server it starts (--no-deps: numpy, protobuf and the rest are in .venv already). If CUDA and
+cuDNN come from pip wheels (nvidia-*-cu13) rather than the system, put their lib folders on
+LD_LIBRARY_PATH. --require-cuda (or MEDFN_REQUIRE_CUDA=1) stops the run, non-zero, unless
 every session lands on the CUDA provider; without it a missing GPU falls back to CPU with a
 log line. torch is not needed: the ResNet-18 is written with onnx.helper (or --resnet PATH).
 """
