@@ -118,13 +118,13 @@ class SqsUploads(_UploadSource):
                 body = json.loads(record.body)
             except ValueError:
                 body = None  # never valid: retrying would only delay the ignore
-            attempt = int(record.get("attributes", {}).get("ApproximateReceiveCount") or 1)
+            attributes = record.get("attributes") or {}
+            attempt = int(attributes.get("ApproximateReceiveCount") or 1)
             process_announced(self.worker, from_message_body(body), attempt)
 
         # Not raising when every message failed: the response lists them all, same effect.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        response: dict[str, Any] = process_partial_response(event, handle, processor, context)
-        return response
+        return dict(process_partial_response(event, handle, processor, context))
 
 
 UPLOAD_SOURCES: list[type] = [S3Notifications, SqsUploads, S3EventBridgeEvents]
