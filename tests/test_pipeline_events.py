@@ -134,3 +134,17 @@ def test_sqlite_status_writes_one_record_and_only_a_retryable_one_is_replaced(tm
     assert not table.record(StatusRecord(ref, "error", code="x")) and table.count_failure(ref) is None
     assert [r["outcome"] for r in table.records()] == ["result"]
     table.close()
+
+
+def test_fhir_report_of_a_segmentation_states_the_area() -> None:
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    from medfn.pipeline.core import Analysis
+    from medfn.pipeline.fhir import diagnostic_report
+
+    body = {"label": "lesion", "area_px": 74, "area_mm2": 36.26, "bounding_box": {}, "rle": {}}
+    analysis = Analysis("scan_segmenter", 1, "application/dicom", body, 5.0)
+    report = DiagnosticReport.model_validate_json(diagnostic_report(ObjectRef("b", "ct.dcm", etag="e"), analysis, "2026-01-01T00:00:00+00:00"))
+    (area,) = report.contained
+    assert (area.code.text, float(area.valueQuantity.value), area.valueQuantity.code) == ("lesion area", 36.26, "mm2")
+    assert report.conclusion == "lesion: 36.26 mm2"

@@ -1,4 +1,5 @@
-"""A scan's result as a FHIR R4 DiagnosticReport with one Observation per label.
+"""A scan's result as a FHIR R4 DiagnosticReport: one Observation per label (classification)
+or the lesion's area (segmentation).
 
 Built and validated with `fhir.resources` (its R4B package: R4B leaves DiagnosticReport and
 Observation as R4 defined them). The report names the image by its SOP Instance UID and the
@@ -25,7 +26,13 @@ def diagnostic_report(ref: ObjectRef, analysis: Analysis, processed_at: str) -> 
     identifiers: list[dict[str, Any]] = [{"system": _UPLOAD_SYSTEM, "value": f"{ref.uri}#{ref.identity}"}]
     if body.get("sop_instance_uid"):
         identifiers.append({"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{body['sop_instance_uid']}"})
-    observations = [_observation(i, entry, analysis, processed_at) for i, entry in enumerate(body.get("labels", []))]
+    observations = [
+        _observation(f"label-{i}", str(entry["label"]), float(entry["probability"]), "probability", "1", analysis, processed_at)
+        for i, entry in enumerate(body.get("labels", []))
+    ]
+    if "area_mm2" in body:  # segmentation: the finding's size is what a report states
+        name = f"{body.get('label', 'segmented region')} area"
+        observations.append(_observation("area", name, float(body["area_mm2"]), "mm2", "mm2", analysis, processed_at))
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "status": "preliminary",  # a model's output, for a clinician to confirm
@@ -38,16 +45,20 @@ def diagnostic_report(ref: ObjectRef, analysis: Analysis, processed_at: str) -> 
     }
     if "top_label" in body:
         report["conclusion"] = f"most likely: {body['top_label']}"
+    elif "area_mm2" in body:
+        report["conclusion"] = f"{body.get('label', 'segmented region')}: {float(body['area_mm2']):g} mm2"
     return DiagnosticReport.model_validate(report).model_dump_json(indent=2).encode("utf-8")
 
 
-def _observation(index: int, entry: dict[str, Any], analysis: Analysis, processed_at: str) -> dict[str, Any]:
+def _observation(
+    id_: str, name: str, value: float, unit: str, ucum: str, analysis: Analysis, processed_at: str
+) -> dict[str, Any]:
     return {
         "resourceType": "Observation",
-        "id": f"label-{index}",
+        "id": id_,
         "status": "preliminary",
-        "code": {"text": str(entry["label"])},
-        "valueQuantity": {"value": float(entry["probability"]), "unit": "probability", "system": "http://unitsofmeasure.org", "code": "1"},
+        "code": {"text": name},
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": ucum},
         "method": {"text": f"{analysis.model} version {analysis.model_version}"},
         "issued": processed_at,
     }
