@@ -55,7 +55,7 @@ class ScanWorker:
             return self._retry_or_give_up(ref, exc, attempt)
         try:
             return self._accept(ref, analysis)
-        except Exception as exc:  # only storage can fail here, and storage failures are transient
+        except Exception as exc:  # storage, or a FHIR report that fails validation: never the scan's fault
             return self._retry_or_give_up(ref, exc, attempt)
 
     def _accept(self, ref: ObjectRef, analysis: Analysis) -> Handled:
