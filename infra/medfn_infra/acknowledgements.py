@@ -17,6 +17,7 @@ from constructs import IConstruct
 if TYPE_CHECKING:
     from medfn_infra.api import Api
     from medfn_infra.functions import FunctionParts
+    from medfn_infra.gpu_service import GpuService
     from medfn_infra.storage import Storage
 
 NO_VPC = (
@@ -74,7 +75,7 @@ def acknowledge_storage(storage: Storage) -> None:
     )
 
 
-def acknowledge_api(api: Api) -> None:
+def acknowledge_api(api: Api, http_backend: bool = False) -> None:
     rest_api, stage = api.rest_api, api.rest_api.deployment_stage
     for rule, reason in (
         ("AwsSolutions-APIG4", "callers are identified by API keys tied to usage plans (the pay-per-call "
@@ -87,8 +88,13 @@ def acknowledge_api(api: Api) -> None:
         "rate are bounded by usage-plan throttles, API Gateway's 10 MB cap and each function's max_body_bytes")  # fmt: skip
     ack(stage, "HIPAA.Security-APIGWCacheEnabledAndEncrypted", "stage prod: predictions are per request and may "
         "concern a patient; caching them would keep PHI outside the encrypted stores and bill hourly at rest")  # fmt: skip
-    ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: the backend is Lambda proxy integration inside AWS, "
-        "not an HTTP endpoint, so there is no backend to present a client certificate to; clients use TLS")  # fmt: skip
+    if http_backend:
+        ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: client certificates prove API Gateway's identity to "
+            "public HTTP backends; the GPU services have no public address and are reached only through the VPC link "
+            "to an internal NLB, and the Lambda backends are proxy integrations; clients use TLS")  # fmt: skip
+    else:
+        ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: the backend is Lambda proxy integration inside AWS, "
+            "not an HTTP endpoint, so there is no backend to present a client certificate to; clients use TLS")  # fmt: skip
     ack(api.rest_api.node.find_child("CloudWatchRole"), "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
         "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]", "API Gateway's account-level logging role "
         "uses the AWS-maintained policy made for exactly this purpose")  # fmt: skip
@@ -123,3 +129,37 @@ def acknowledge_cdk_helpers(stack: Stack, storage: Storage) -> None:
     notifications = storage.uploads.node.try_find_child("Notifications")
     if notifications is not None:
         ack(notifications, "HIPAA.Security-IAMNoInlinePolicy", f"the upload bucket's notification handler policy: {INLINE_POLICY}")
+
+
+def acknowledge_gpu_service(gpu: GpuService) -> None:
+    balancer = gpu.balancer
+    ack(balancer, "AwsSolutions-ELB2", "the GPU services' internal NLB: NLBs write access logs for TLS listeners only, and "
+        "its TCP listeners are reached only through the VPC link; API Gateway's access log records every request")  # fmt: skip
+    ack(balancer, "HIPAA.Security-ELBLoggingEnabled", "the GPU services' internal NLB: access logs exist only for TLS "
+        "listeners; each request is logged by API Gateway's access log before it crosses the VPC link")  # fmt: skip
+    ack(balancer, "HIPAA.Security-ELBDeletionProtectionEnabled", "the GPU services' internal NLB holds no data and is "
+        "recreated by the stack; deletion protection would make `cdk destroy` fail until it is lifted by hand")  # fmt: skip
+    for name, function in gpu.functions.items():
+        ack(function.listener, "HIPAA.Security-ELBv2ACMCertificateRequired", f"NLB listener of {name}: TCP inside a "
+            "private VPC, reached only through API Gateway's VPC link; a TLS listener needs an ACM certificate for a "
+            "domain this project does not own (docs/gpu.md says how to add one)")  # fmt: skip
+    ack(gpu.hosts, "AwsSolutions-AS3", "the GPU hosts' Auto Scaling group is driven by the ECS capacity provider, "
+        "whose scaling shows in the cluster's events and Container Insights; an SNS topic would have no subscriber")  # fmt: skip
+    for route in gpu.vpc.public_subnets:
+        ack(route.node.find_child("DefaultRoute"), "HIPAA.Security-VPCNoUnrestrictedRouteToIGW", f"public subnet "
+            f"{route.node.id} of the GPU VPC holds only the NAT gateway, which needs the internet gateway route; "
+            "hosts and tasks are in private subnets with no public addresses")  # fmt: skip
+    flow_logs_role = gpu.vpc.node.find_child("FlowLogs").node.find_child("IAMRole")
+    ack(flow_logs_role, "HIPAA.Security-IAMNoInlinePolicy", f"the VPC flow logs' role: {INLINE_POLICY}")
+    host_role = gpu.node.find_child("HostRole")
+    ack(host_role, "HIPAA.Security-IAMNoInlinePolicy", f"role of the GPU hosts: {INLINE_POLICY}")
+    for rule in ("AwsSolutions-IAM5[Resource::*]", "AwsSolutions-IAM5[Action::ecs:Submit*]"):
+        ack(host_role, rule, "role of the GPU hosts: the ECS agent's own grants as aws-cdk-lib scopes them (register "
+            "with this cluster, poll for tasks, submit state changes); discovery and telemetry calls take no resource")  # fmt: skip
+    for name, function in gpu.functions.items():
+        ack(function.task_role, "HIPAA.Security-IAMNoInlinePolicy", f"task role of GPU function {name}: {INLINE_POLICY}")
+        ack(function.execution_role, "HIPAA.Security-IAMNoInlinePolicy", f"execution role of GPU function {name}: {INLINE_POLICY}")
+        ack(function.execution_role, "AwsSolutions-IAM5[Resource::*]", f"execution role of GPU function {name}: "
+            "ecr:GetAuthorizationToken takes no resource-level permissions; image pulls are limited to its repository")  # fmt: skip
+        ack(function.service.task_definition, "AwsSolutions-ECS2", f"task of GPU function {name}: its environment is "
+            "the model bucket URL, model version and sha256, the region and a CUDA switch; none is a secret")  # fmt: skip

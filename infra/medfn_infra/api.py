@@ -1,11 +1,14 @@
 """The REST API (API Gateway v1: API keys and usage plans exist only there).
 
-Each model's task route and Open Inference Protocol routes go to its function's `live`
-alias; the catalog, uploads and server-level routes go to the platform function. Every
-route wants an API key except health. Tiers from infra/tiers.toml become usage plans.
+Each model's task route and Open Inference Protocol routes go to its function: the `live`
+alias of a Lambda function, or the GPU service over a VPC link; the catalog, uploads and
+server-level routes go to the platform function. Every route wants an API key except
+health. Tiers from infra/tiers.toml become usage plans.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aws_cdk import CfnOutput
 from aws_cdk import aws_apigateway as apigw
@@ -17,6 +20,9 @@ from medfn_infra.project import DeployedFunction, Project
 from medfn_infra.storage import Storage
 
 STAGE = "prod"
+# (HTTP method, route path) -> the integration serving that route; an HTTP backend needs the
+# path, a Lambda alias answers every route of its function through one integration.
+IntegrationFor = Callable[[str, str], apigw.Integration]
 # Bodies API Gateway passes to Lambda as base64 (scans, DICOM, tensors, multipart forms).
 BINARY_MEDIA_TYPES = ["image/png", "image/jpeg", "application/dicom", "multipart/form-data", "application/octet-stream"]
 PERIODS = {"DAY": apigw.Period.DAY, "WEEK": apigw.Period.WEEK, "MONTH": apigw.Period.MONTH}
@@ -42,7 +48,7 @@ class Api(Construct):
         construct_id: str,
         project: Project,
         storage: Storage,
-        aliases: dict[str, lambda_.IFunction],
+        routes: dict[str, IntegrationFor],
         platform: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -83,7 +89,7 @@ class Api(Construct):
         models = self.rest_api.root.get_resource("v1").get_resource("models")  # type: ignore[union-attr]
         v2_models = self.rest_api.root.get_resource("v2").add_resource("models")  # type: ignore[union-attr]
         for deployed in project.http_functions:
-            self._model_routes(deployed, _integration(aliases[deployed.name]), models, v2_models)
+            self._model_routes(deployed, routes[deployed.name], models, v2_models)
         self._usage_plans(project)
         CfnOutput(self, "Url", value=self.rest_api.url, description="base URL: append v1/models")
 
@@ -100,20 +106,21 @@ class Api(Construct):
             health.add_resource(probe).add_method("GET", integration, api_key_required=False)
 
     def _model_routes(
-        self, deployed: DeployedFunction, integration: apigw.Integration, models: apigw.IResource, v2_models: apigw.IResource
+        self, deployed: DeployedFunction, integration: IntegrationFor, models: apigw.IResource, v2_models: apigw.IResource
     ) -> None:
         name = deployed.model.name
-        models.add_resource(name).add_resource("predict").add_method(
-            "POST", integration, api_key_required=True, **self._validated(content_type=True)
-        )
+        predict = models.add_resource(name).add_resource("predict")
+        predict.add_method("POST", integration("POST", predict.path), api_key_required=True, **self._validated(content_type=True))
         model = v2_models.add_resource(name)
         version = model.add_resource("versions").add_resource("{version}")
         for base, path_params in ((model, {}), (version, {"method.request.path.version": True})):
-            base.add_method("GET", integration, api_key_required=True, **self._validated(path_params))
-            base.add_resource("ready").add_method("GET", integration, api_key_required=True, **self._validated(path_params))
-            base.add_resource("infer").add_method(
+            base.add_method("GET", integration("GET", base.path), api_key_required=True, **self._validated(path_params))
+            ready = base.add_resource("ready")
+            ready.add_method("GET", integration("GET", ready.path), api_key_required=True, **self._validated(path_params))
+            infer = base.add_resource("infer")
+            infer.add_method(
                 "POST",
-                integration,
+                integration("POST", infer.path),
                 api_key_required=True,
                 request_models={"application/json": self.infer_model},
                 **self._validated(path_params, content_type=True),
@@ -141,6 +148,12 @@ class Api(Construct):
 def _integration(function: lambda_.IFunction) -> apigw.LambdaIntegration:
     # allow_test_invoke off: one invoke permission per route instead of two
     return apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+
+
+def lambda_routes(function: lambda_.IFunction) -> IntegrationFor:
+    """Every route of a Lambda function through one proxy integration of its alias."""
+    integration = _integration(function)
+    return lambda _method, _path: integration
 
 
 def _json_line(fields: dict[str, str]) -> str:

@@ -26,6 +26,11 @@ class DeployedFunction:
         return self.config.name
 
     @property
+    def gpu(self) -> bool:
+        """Served by the GPU service (containers/gpu.Dockerfile on ECS), not by Lambda."""
+        return self.config.accelerator == "gpu"
+
+    @property
     def sha256(self) -> str:
         """The served version's model.onnx digest, pinned into the function's environment."""
         return self.model.sha256.get(self.version, {}).get("model.onnx", "")
@@ -37,6 +42,14 @@ class Project:
     model_store: Path
     tiers: dict[str, Tier]
     platform_code: Path  # the uploads-and-catalog function's folder
+
+    @property
+    def lambda_functions(self) -> list[DeployedFunction]:
+        return [f for f in self.functions if not f.gpu]
+
+    @property
+    def gpu_functions(self) -> list[DeployedFunction]:
+        return [f for f in self.functions if f.gpu]
 
     @property
     def upload_functions(self) -> list[DeployedFunction]:
@@ -56,8 +69,9 @@ def load_project(
 ) -> Project:
     deployed = []
     for config in discover_functions(functions_dir):
-        if config.accelerator == "gpu":
-            continue  # Lambda has no GPUs: such functions are served elsewhere, not by this stack
+        if config.accelerator == "gpu" and config.uploads:
+            # the scan pipeline invokes Lambda aliases from SQS; the GPU service answers HTTP only
+            raise ValueError(f"function {config.name}: uploads = true needs a Lambda function, not accelerator = \"gpu\"")
         toml = model_store / config.model / "model.toml"
         if not toml.is_file():
             raise FileNotFoundError(f"function {config.name}: {toml} is missing")
@@ -67,7 +81,7 @@ def load_project(
         if not served:
             raise FileNotFoundError(f"model {model.name} has no version folder to serve")
         assert config.directory is not None
-        if config.runtime == "container":
+        if config.runtime == "container" or config.accelerator == "gpu":
             package = config.directory
         else:
             package = dist / f"{config.name}-{config.architecture}.zip"

@@ -1,4 +1,8 @@
-"""The one stack: storage, a function per discovered function.toml, the pipeline, the API."""
+"""The one stack: storage, a function per discovered function.toml, the pipeline, the API.
+
+Lambda serves CPU functions; `accelerator = "gpu"` functions get the GPU service, which exists
+only when at least one function asks for it.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ from medfn_infra.acknowledgements import (
     acknowledge_api,
     acknowledge_cdk_helpers,
     acknowledge_function,
+    acknowledge_gpu_service,
     acknowledge_prefix,
     acknowledge_storage,
 )
-from medfn_infra.api import Api
+from medfn_infra.api import Api, IntegrationFor, lambda_routes
 from medfn_infra.functions import FunctionParts, catalog_json, lambda_function, model_function
+from medfn_infra.gpu_service import GpuService
 from medfn_infra.pipeline import connect_uploads, upload_prefix
 from medfn_infra.project import Project
 from medfn_infra.storage import MODEL_PREFIX, Storage
@@ -28,18 +34,23 @@ class MedfnStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         storage = Storage(self, "Storage", project)
         functions: dict[str, FunctionParts] = {}
-        for deployed in project.functions:
+        for deployed in project.lambda_functions:
             parts = functions[deployed.name] = model_function(self, deployed, storage, snapstart)
             # a new model version must be in the bucket before the version snapshot loads it
             parts.function.node.add_dependency(storage.model_deployment)
             if deployed.config.uploads:
                 connect_uploads(self, deployed, parts, storage)
         platform = self._platform(project, storage)
-        api = Api(self, "Api", project, storage, {name: parts.alias for name, parts in functions.items()}, platform.alias)
+        routes: dict[str, IntegrationFor] = {name: lambda_routes(parts.alias) for name, parts in functions.items()}
+        gpu = GpuService(self, "GpuService", project.gpu_functions, storage) if project.gpu_functions else None
+        if gpu:
+            routes.update({name: gpu.integration_for(name) for name in gpu.functions})
+            acknowledge_gpu_service(gpu)
+        api = Api(self, "Api", project, storage, routes, platform.alias)
         for name, parts in {**functions, "platform": platform}.items():
             acknowledge_function(name, parts)
         acknowledge_storage(storage)
-        acknowledge_api(api)
+        acknowledge_api(api, http_backend=gpu is not None)
         acknowledge_cdk_helpers(self, storage)
         CfnOutput(self, "ModelBucket", value=storage.models.bucket_name)
         CfnOutput(self, "UploadBucket", value=storage.uploads.bucket_name)

@@ -1,0 +1,239 @@
+"""The GPU service: `accelerator = "gpu"` functions on ECS, on EC2 GPU instances.
+
+Lambda has no GPUs, and the task routes are synchronous, so each GPU function runs as an ECS
+service of `containers/gpu.Dockerfile` (`medfn serve`, dynamic batching on) on g6.xlarge
+instances (one NVIDIA L4 each, one task per GPU), in private subnets of its own VPC. An
+internal Network Load Balancer gives each function a listener port, and the REST API reaches
+it through a VPC link with HTTP proxy integrations on the same routes a Lambda function gets.
+SageMaker asynchronous endpoints scale to zero but answer through S3 and a notification,
+which the synchronous routes cannot return (docs/gpu.md).
+
+Nothing here is created unless a function asks for a GPU: the VPC's NAT gateway, the load
+balancer and the instances cost money every hour they exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, IgnoreMode, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from medfn_infra.api import IntegrationFor
+from medfn_infra.functions import log_group, read_model_prefix
+from medfn_infra.project import DeployedFunction
+from medfn_infra.storage import MODEL_PREFIX, Storage
+
+# A literal range, not a token: security-group rules and their checks need the CIDR at synth.
+VPC_CIDR = "10.80.0.0/16"
+INSTANCE_TYPE = "g6.xlarge"  # 1 NVIDIA L4 (24 GB), 4 vCPUs, 16 GiB: cheaper per hour than g5.xlarge (A10G)
+CONTAINER_PORT = 8080  # `medfn serve --port` in containers/gpu.Dockerfile
+FIRST_LISTENER_PORT = 8001  # one NLB port per GPU function, in discovery (name) order
+READY_PATH = "/v2/health/ready"  # 503 until the model is loaded and verified
+ROOT_VOLUME_GIB = 60  # the CUDA and cuDNN layers alone are several GB; the AMI's 30 GiB is tight
+# API Gateway's default integration timeout; longer waits need a quota increase per account.
+MAX_INTEGRATION_TIMEOUT_S = 29
+# The image's build context, as containers/gpu.Dockerfile.dockerignore has it but with only
+# this function and its model, so another model's change does not rebuild and redeploy it.
+IMAGE_CONTEXT = ["pyproject.toml", "README.md", "src/medfn", "containers/gpu.Dockerfile",
+                 "containers/gpu.Dockerfile.dockerignore", "containers/copy_function.py"]  # fmt: skip
+CONTEXT_NOISE = ["**/__pycache__", "**/*.egg-info", "model_store/build"]
+# hosts, tasks and the NLB: no public addresses; out through the NAT gateway
+PRIVATE_SUBNETS = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+
+
+@dataclass
+class GpuFunction:
+    deployed: DeployedFunction
+    service: ecs.Ec2Service
+    task_role: iam.Role
+    execution_role: iam.IRole
+    listener: elbv2.NetworkListener
+    listener_port: int
+
+
+class GpuService(Construct):
+    def __init__(self, scope: Construct, construct_id: str, functions: list[DeployedFunction], storage: Storage) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc = self._vpc(storage)
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        self.hosts = self._hosts(len(functions))
+        # managed scaling starts an instance for each task waiting for a GPU, and stops idle ones
+        self.capacity = ecs.AsgCapacityProvider(self, "Capacity", auto_scaling_group=self.hosts)
+        self.cluster.add_asg_capacity_provider(self.capacity)
+        self.balancer = elbv2.NetworkLoadBalancer(
+            self, "Balancer", vpc=self.vpc, internet_facing=False, vpc_subnets=PRIVATE_SUBNETS, cross_zone_enabled=True
+        )
+        self.vpc_link = apigw.VpcLink(self, "VpcLink", targets=[self.balancer], description="medfn REST API -> GPU services")
+        self.functions = {
+            f.name: self._function(f, storage, FIRST_LISTENER_PORT + i) for i, f in enumerate(functions)
+        }
+
+    def _vpc(self, storage: Storage) -> ec2.Vpc:
+        return ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(VPC_CIDR),
+            max_azs=2,
+            nat_gateways=1,  # image pulls and ECS/CloudWatch APIs; one NAT, not one per AZ, at rest
+            subnet_configuration=[
+                # the NAT gateway's only: it has its own Elastic IP, nothing else gets a public address
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False),
+                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+            ],
+            # model reads and ECR's image layers (served from S3) bypass the NAT's per-GB charge
+            restrict_default_security_group=True,  # every resource here has its own group
+            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+            flow_logs={
+                "FlowLogs": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(log_group(self, "FlowLogs", storage)),
+                    traffic_type=ec2.FlowLogTrafficType.ALL,
+                )
+            },
+        )
+
+    def _hosts(self, function_count: int) -> autoscaling.AutoScalingGroup:
+        user_data = ec2.UserData.for_linux()
+        # tasks get credentials from their task role only, never from the instance's metadata
+        user_data.add_commands("echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config")
+        # the agent offers GPUs to tasks only with this on (the GPU AMI sets it; a custom AMI may not)
+        user_data.add_commands("echo ECS_ENABLE_GPU_SUPPORT=true >> /etc/ecs/ecs.config")
+        template = ec2.LaunchTemplate(
+            self,
+            "HostTemplate",
+            instance_type=ec2.InstanceType(INSTANCE_TYPE),
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU),  # NVIDIA driver, container toolkit
+            role=iam.Role(self, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com")),
+            user_data=user_data,
+            security_group=ec2.SecurityGroup(self, "HostSecurity", vpc=self.vpc, description="GPU hosts: no inbound"),
+            require_imdsv2=True,
+            detailed_monitoring=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(ROOT_VOLUME_GIB, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+                )
+            ],
+        )
+        return autoscaling.AutoScalingGroup(
+            self,
+            "Hosts",
+            vpc=self.vpc,
+            vpc_subnets=PRIVATE_SUBNETS,
+            launch_template=template,
+            min_capacity=0,
+            # one GPU per task, one task per function, and room for each to roll out a new task
+            max_capacity=2 * function_count,
+            cooldown=Duration.minutes(5),
+        )
+
+    def _function(self, deployed: DeployedFunction, storage: Storage, listener_port: int) -> GpuFunction:
+        name, config = deployed.name, deployed.config
+        scope = Construct(self, _construct_id(name))
+        task_role = iam.Role(scope, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
+        read_model_prefix(task_role, storage, storage.model_prefix(config.model))
+        storage.key.grant_decrypt(task_role)
+        task = ecs.Ec2TaskDefinition(scope, "Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role)
+        task.add_container(
+            "Server",
+            image=ecs.ContainerImage.from_docker_image_asset(_image(scope, deployed)),
+            gpu_count=1,
+            memory_reservation_mib=config.memory_mb,
+            environment={
+                "MEDFN_MODEL_STORE": storage.models.s3_url_for_object(MODEL_PREFIX),
+                "MEDFN_MODEL_VERSION": str(deployed.version),
+                "MEDFN_MODEL_SHA256": deployed.sha256,
+                # on a GPU host a CPU fallback would be a slow outage: be not-ready instead
+                "MEDFN_REQUIRE_CUDA": "1",
+                "AWS_DEFAULT_REGION": Stack.of(self).region,
+            },
+            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=log_group(scope, "Logs", storage)),
+            # the CUDA base image has no curl; the image's Python fails on a 503
+            health_check=ecs.HealthCheck(
+                command=["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{READY_PATH}')"],
+                start_period=Duration.minutes(3),
+            ),
+        )
+        security = ec2.SecurityGroup(scope, "Security", vpc=self.vpc, description=f"GPU service {name}: the NLB only")
+        # an NLB without security groups forwards from its own addresses inside the VPC
+        security.add_ingress_rule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(CONTAINER_PORT), "from the internal NLB")
+        service = ecs.Ec2Service(
+            scope,
+            "Service",
+            cluster=self.cluster,
+            task_definition=task,
+            desired_count=1,
+            capacity_provider_strategies=[ecs.CapacityProviderStrategy(capacity_provider=self.capacity.capacity_provider_name, weight=1)],
+            vpc_subnets=PRIVATE_SUBNETS,
+            security_groups=[security],
+            min_healthy_percent=100,  # a new task must be ready before the old one stops
+            max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            health_check_grace_period=Duration.minutes(5),  # a first pull of the CUDA image takes minutes
+        )
+        service.node.add_dependency(storage.model_deployment)  # the model must be in the bucket first
+        listener = self.balancer.add_listener(f"{_construct_id(name)}Listener", port=listener_port, protocol=elbv2.Protocol.TCP)
+        listener.add_targets(
+            f"{_construct_id(name)}Targets",
+            port=CONTAINER_PORT,
+            protocol=elbv2.Protocol.TCP,
+            targets=[service],
+            health_check=elbv2.HealthCheck(protocol=elbv2.Protocol.HTTP, path=READY_PATH, interval=Duration.seconds(15)),
+            deregistration_delay=Duration.seconds(30),  # requests are seconds long at most
+        )
+        assert task.execution_role is not None  # the image asset gave it one to pull with
+        return GpuFunction(deployed, service, task_role, task.execution_role, listener, listener_port)
+
+    def integration_for(self, name: str) -> IntegrationFor:
+        """(method, route path) -> an HTTP proxy integration to that route on the function's port."""
+        port, timeout_s = self.functions[name].listener_port, self.functions[name].deployed.config.timeout_s
+
+        def integration(method: str, path: str) -> apigw.Integration:
+            # the container serves the REST API's own paths, so each route forwards to itself
+            parameters = {f"integration.request.path.{p}": f"method.request.path.{p}" for p in _path_parameters(path)}
+            return apigw.Integration(
+                type=apigw.IntegrationType.HTTP_PROXY,
+                integration_http_method=method,
+                uri=f"http://{self.balancer.load_balancer_dns_name}:{port}{path}",
+                options=apigw.IntegrationOptions(
+                    connection_type=apigw.ConnectionType.VPC_LINK,
+                    vpc_link=self.vpc_link,
+                    request_parameters=parameters,
+                    timeout=Duration.seconds(min(timeout_s, MAX_INTEGRATION_TIMEOUT_S)),
+                ),
+            )
+
+        return integration
+
+
+def _image(scope: Construct, deployed: DeployedFunction) -> ecr_assets.DockerImageAsset:
+    """containers/gpu.Dockerfile for this function; synthesized as an asset, built by `cdk deploy`."""
+    name, model = deployed.name, deployed.config.model
+    keep = [*IMAGE_CONTEXT, f"functions/{name}", f"model_store/{model}"]
+    return ecr_assets.DockerImageAsset(
+        scope,
+        "Image",
+        directory=str(deployed.package.parent.parent),  # the repository: functions/<name> -> ..
+        file="containers/gpu.Dockerfile",
+        # `aws` adds boto3, which the S3 model store needs; `dicom` is the image's default
+        build_args={"FUNCTION": name, "EXTRAS": "dicom,aws"},
+        platform=ecr_assets.Platform.LINUX_AMD64,  # the CUDA images and onnxruntime-gpu wheels are x86_64
+        ignore_mode=IgnoreMode.DOCKER,
+        exclude=["**", *(f"!{path}" for path in keep), *CONTEXT_NOISE],
+    )
+
+
+def _path_parameters(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def _construct_id(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
