@@ -30,30 +30,45 @@ def quantize8(images: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(images, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    """Export with a dynamic batch axis, then fail loudly unless onnxruntime agrees with torch."""
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
+                names: tuple[str, str] = ("image", "probabilities"),
+                input_axes: dict[int, str] | None = None) -> None:
+    """Export with a dynamic batch axis, then fail loudly unless onnxruntime agrees with torch.
+
+    names are the graph's (input, output); input_axes are dynamic input axes beyond the batch,
+    e.g. {1: "time"} for series of any length.
+    """
     model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
+    input_name, output_name = names
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated but needs no onnxscript; its output is plain ONNX.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(model, (example,), str(path), opset_version=17, dynamo=False,
-                          input_names=["image"], output_names=["probabilities"],
-                          dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}})
+                          input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch", **(input_axes or {})},
+                                        output_name: {0: "batch"}})
     with torch.no_grad():
         expected = model(example).numpy()
-    got = run_onnx(path, example.numpy())
+    got = run_onnx(path, example.numpy(), names=names)
     error = float(np.abs(got - expected).max())
     if error > 1e-4:
         raise RuntimeError(f"onnxruntime disagrees with torch by {error:.2e}")
     print(f"exported {path} ({path.stat().st_size} bytes), max |onnx - torch| = {error:.1e}")
 
 
-def run_onnx(path: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Run the exported graph on (N, 1, H, W) float32 images, in batches."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = [session.run(["probabilities"], {"image": images[i:i + batch]})[0]
-               for i in range(0, len(images), batch)]
+def onnx_session(path: Path) -> ort.InferenceSession:
+    """The exported graph on the CPU provider, as the CPU build of the server runs it."""
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: Path, inputs: np.ndarray, batch: int = 64,
+             names: tuple[str, str] = ("image", "probabilities")) -> np.ndarray:
+    """Run the exported graph on inputs of one shape (e.g. (N, 1, H, W) images), in batches."""
+    session = onnx_session(path)
+    input_name, output_name = names
+    outputs = [session.run([output_name], {input_name: inputs[i:i + batch]})[0]
+               for i in range(0, len(inputs), batch)]
     return np.concatenate(outputs)
 
 
@@ -77,12 +92,25 @@ def _key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
-def write_model_toml(path: Path, sections: list[tuple[str | None, dict]]) -> None:
-    """Write [section] blocks in order; a section name of None is the top-level table."""
+def _entry(key: str, value) -> str:
+    line = f"{_key(key)} = {toml(value)}"
+    if len(line) <= 120 or not isinstance(value, (list, tuple)):
+        return line
+    # A long array one item a line, so that a diff of model.toml shows which item changed.
+    return "\n".join([f"{_key(key)} = [", *(f"    {toml(v)}," for v in value), "]"])
+
+
+def write_model_toml(path: Path, sections: list[tuple]) -> None:
+    """Write [section] blocks in order; a section name of None is the top-level table.
+
+    A section is (name, table) or (name, table, comment): people read model.toml to add a
+    model, and some values need a why; the comment goes in # lines under the header.
+    """
     lines: list[str] = []
-    for name, table in sections:
+    for name, table, *comment in sections:
         if name is not None:
             lines += ["", name]
-        lines += [f"{_key(key)} = {toml(value)}" for key, value in table.items()]
+        lines += [f"# {line}" for text in comment for line in text.splitlines()]
+        lines += [_entry(key, value) for key, value in table.items()]
     path.write_text("\n".join(lines).lstrip("\n") + "\n")
     print(f"wrote {path}")

@@ -8,20 +8,19 @@ held-out accuracy included). Deterministic: same code, same torch, same bytes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
+from model_store.build import common
 from model_store.build.breast_cancer_data import split
 
 SEED = 0
-MODEL_DIR = Path(__file__).resolve().parents[1] / "breast_mass"
+MODEL_DIR = common.STORE / "breast_mass"
+ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
+NAMES = ("features", "probabilities")  # the graph's input and output
 LABELS = ("benign", "malignant")
 
 
@@ -62,86 +61,53 @@ def train(X: np.ndarray, y: np.ndarray) -> BreastMassMLP:
     return model.eval()
 
 
-def export(model: nn.Module, path: Path) -> None:
-    torch.onnx.export(
-        model, (torch.zeros(1, 30),), str(path), opset_version=17, dynamo=False,
-        input_names=["features"], output_names=["probabilities"],
-        dynamic_axes={"features": {0: "batch"}, "probabilities": {0: "batch"}},
-    )
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_toml(features: list[str], accuracy: float, n: int, digest: str) -> None:
-    quoted = ",\n    ".join(json.dumps(f) for f in features)
-    (MODEL_DIR / "model.toml").write_text(f'''\
-name = "breast_mass"
-task = "tabular_classification"
-max_batch_size = 64
-
-[version_policy]
-policy = "latest"
-
-[[inputs]]
-name = "features"
-datatype = "FP32"
-shape = [-1, 30]
-
-[[outputs]]
-name = "probabilities"
-datatype = "FP32"
-shape = [-1, 2]
-
-[preprocessing]
-# Raw (unscaled) values in this order; standardisation is inside the graph.
-features = [
-    {quoted},
-]
-
-[postprocessing]
-labels = ["benign", "malignant"]
-positive_label = "malignant"
-
-[versions.1.sha256]
-"model.onnx" = "{digest}"
-
-[card]
-summary = "Small MLP (30-32-16-2) classifying a breast mass as benign or malignant from 30 fine-needle-aspirate nucleus measurements."
-data = "Wisconsin Diagnostic Breast Cancer set (real data, 569 samples: 212 malignant, 357 benign), as shipped by scikit-learn (load_breast_cancer). Stratified 75/25 split, random_state=0; built by model_store/build/train_breast_mass.py."
-intended_use = "Demonstration and education: a small real tabular model to exercise the serving stack. Not for diagnosis."
-limitations = "A demonstration model, not for clinical use or diagnosis. 569 samples from a single institution in the early 1990s; features come from a specific digitised-image measurement protocol and will not transfer to other imaging or pathology workflows. Probabilities are not calibrated."
-
-[card.metrics]
-accuracy = {accuracy!r}
-heldout_n = {n}
-''')
+def write_model_toml(features: list[str], accuracy: float, n: int) -> None:
+    common.write_model_toml(MODEL_DIR / "model.toml", [
+        (None, {"name": "breast_mass", "task": "tabular_classification", "max_batch_size": 64}),
+        ("[version_policy]", {"policy": "latest"}),
+        ("[[inputs]]", {"name": "features", "datatype": "FP32", "shape": [-1, 30]}),
+        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}),
+        ("[preprocessing]", {"features": features},
+         "Raw (unscaled) values in this order; standardisation is inside the graph."),
+        ("[postprocessing]", {"labels": list(LABELS), "positive_label": "malignant"}),
+        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+        ("[card]", {
+            "summary": ("Small MLP (30-32-16-2) classifying a breast mass as benign or malignant "
+                        "from 30 fine-needle-aspirate nucleus measurements."),
+            "data": ("Wisconsin Diagnostic Breast Cancer set (real data, 569 samples: 212 "
+                     "malignant, 357 benign), as shipped by scikit-learn (load_breast_cancer). "
+                     "Stratified 75/25 split, random_state=0; built by "
+                     "model_store/build/train_breast_mass.py."),
+            "intended_use": ("Demonstration and education: a small real tabular model to "
+                             "exercise the serving stack. Not for diagnosis."),
+            "limitations": ("A demonstration model, not for clinical use or diagnosis. 569 "
+                            "samples from a single institution in the early 1990s; features "
+                            "come from a specific digitised-image measurement protocol and will "
+                            "not transfer to other imaging or pathology workflows. Probabilities "
+                            "are not calibrated."),
+        }),
+        ("[card.metrics]", {"accuracy": accuracy, "heldout_n": n}),
+    ])
 
 
 def main() -> None:
-    torch.manual_seed(SEED)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic(SEED)
     started = time.process_time()
     X_train, X_test, y_train, y_test, features = split()
     model = train(X_train, y_train)
-    with torch.no_grad():
-        torch_probs = model(torch.from_numpy(X_test)).numpy()
+    common.export_onnx(model, torch.zeros(1, 30), ONNX_PATH, names=NAMES)
 
-    MODEL_DIR.joinpath("1").mkdir(parents=True, exist_ok=True)
-    onnx_path = MODEL_DIR / "1" / "model.onnx"
-    export(model, onnx_path)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    onnx_probs = session.run(["probabilities"], {"features": X_test})[0]
-    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-5)
+    # The export check saw one all-zero row; hold the graph to torch on every held-out row too.
+    onnx_probs = common.run_onnx(ONNX_PATH, X_test, names=NAMES)
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_probs, model(torch.from_numpy(X_test)).numpy(), atol=1e-5)
 
     # The card reports what the served graph does, so score the ONNX output, not torch's.
     accuracy = float((onnx_probs.argmax(axis=1) == y_test).mean())
     assert accuracy >= 0.95, f"held-out accuracy {accuracy:.4f} below 0.95"
-    write_toml(features, accuracy, len(y_test), sha256(onnx_path))
+    write_model_toml(features, accuracy, len(y_test))
     print(f"breast_mass: held-out accuracy {accuracy:.4f} on {len(y_test)}, "
-          f"{time.process_time() - started:.1f}s CPU, {onnx_path.stat().st_size} bytes")
+          f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes")
 
 
 if __name__ == "__main__":

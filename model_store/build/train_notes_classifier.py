@@ -8,11 +8,9 @@ Writes model_store/notes_classifier/1/{model.onnx,vocab.json} and model_store/no
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -20,12 +18,14 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
+from model_store.build import common
 from model_store.build import notes_corpus as corpus
 
 TRAIN_SEED, VAL_SEED, HELDOUT_SEED = 0, 1, 2  # three disjoint draws of the generator
 TRAIN_N, VAL_N, HELDOUT_N = 8000, 1000, 2000
 EPOCHS = 8
-MODEL_DIR = Path(__file__).resolve().parents[1] / "notes_classifier"
+MODEL_DIR = common.STORE / "notes_classifier"
+ONNX_PATH, VOCAB_PATH = MODEL_DIR / "1" / "model.onnx", MODEL_DIR / "1" / "vocab.json"
 
 
 def build_vocab(texts: list[str], min_count: int = 2) -> dict[str, int]:
@@ -106,14 +106,6 @@ def train(rows: list[list[int]], labels: np.ndarray, vocab_size: int,
     return model.eval()
 
 
-def export(model: NotesGRU, path: Path) -> None:
-    torch.onnx.export(
-        model, (pad([[2, 3, 4, 5]]),), str(path), opset_version=17, dynamo=False,
-        input_names=["tokens"], output_names=["probabilities"],
-        dynamic_axes={"tokens": {0: "batch", 1: "length"}, "probabilities": {0: "batch"}},
-    )
-
-
 def check_onnx(session: ort.InferenceSession, model: NotesGRU, vocab_size: int) -> None:
     """ONNX matches torch at every length 1..MAX_TOKENS, alone and right-padded in one batch."""
     rng = np.random.default_rng(0)
@@ -125,65 +117,44 @@ def check_onnx(session: ort.InferenceSession, model: NotesGRU, vocab_size: int) 
         np.testing.assert_allclose(alone[0], batched[i], atol=1e-5)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_toml(macro_f1: float, onnx_sha: str, vocab_sha: str, vocab_size: int) -> None:
-    labels = ", ".join(json.dumps(c) for c in corpus.CATEGORIES)
-    (MODEL_DIR / "model.toml").write_text(f'''\
-name = "notes_classifier"
-task = "text_classification"
-max_batch_size = 32
-
-[version_policy]
-policy = "latest"
-
-[[inputs]]
-name = "tokens"
-datatype = "INT64"
-shape = [-1, -1]
-
-[[outputs]]
-name = "probabilities"
-datatype = "FP32"
-shape = [-1, 5]
-
-[preprocessing]
-# Lowercase, take the regex's matches as tokens, map them through vocab.json (unknown -> unk_id),
-# keep the first max_tokens, right-pad a batch with pad_id. max_chars bounds the text accepted.
-tokenizer = "regex"
-pattern = "[a-z0-9]+"
-lowercase = true
-vocab = "vocab.json"
-pad_id = 0
-unk_id = 1
-max_tokens = 128
-max_chars = 20000
-
-[postprocessing]
-labels = [{labels}]
-
-[versions.1.sha256]
-"model.onnx" = "{onnx_sha}"
-"vocab.json" = "{vocab_sha}"
-
-[card]
-summary = "Bidirectional GRU over word tokens ({vocab_size} known words) that routes a short clinical note to cardiology, respiratory, neurology, gastroenterology or routine care."
-data = "Synthetic notes from templates (model_store/build/notes_corpus.py): synonyms, abbreviations, typos, shuffled sections, and negated symptoms of other specialties so that word presence alone misleads. Trained on {TRAIN_N} notes (seed {TRAIN_SEED}), epoch chosen on {VAL_N} (seed {VAL_SEED}), scored on {HELDOUT_N} (seed {HELDOUT_SEED})."
-intended_use = "Demonstration of serving a text model with in-runtime tokenisation. Not for triage or any clinical decision."
-limitations = "demonstration model, not for clinical use. Trained only on template-generated English notes: real notes are longer, messier and use vocabulary it has never seen (unknown words are ignored). Reads only the first 128 tokens. One label per note, even when a note has several problems."
-
-[card.metrics]
-macro_f1 = {macro_f1!r}
-heldout_n = {HELDOUT_N}
-''')
+def write_model_toml(macro_f1: float, vocab_size: int) -> None:
+    common.write_model_toml(MODEL_DIR / "model.toml", [
+        (None, {"name": "notes_classifier", "task": "text_classification", "max_batch_size": 32}),
+        ("[version_policy]", {"policy": "latest"}),
+        ("[[inputs]]", {"name": "tokens", "datatype": "INT64", "shape": [-1, -1]}),
+        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32",
+                         "shape": [-1, len(corpus.CATEGORIES)]}),
+        ("[preprocessing]", {
+            "tokenizer": "regex", "pattern": corpus.PATTERN.pattern, "lowercase": True,
+            "vocab": VOCAB_PATH.name, "pad_id": corpus.PAD_ID, "unk_id": corpus.UNK_ID,
+            "max_tokens": corpus.MAX_TOKENS, "max_chars": 20000,
+        }, "Lowercase, take the regex's matches as tokens, map them through vocab.json (unknown -> unk_id),\n"
+           "keep the first max_tokens, right-pad a batch with pad_id. max_chars bounds the text accepted."),
+        ("[postprocessing]", {"labels": corpus.CATEGORIES}),
+        ("[versions.1.sha256]", {path.name: common.sha256(path) for path in (ONNX_PATH, VOCAB_PATH)}),
+        ("[card]", {
+            "summary": (f"Bidirectional GRU over word tokens ({vocab_size} known words) that routes "
+                        "a short clinical note to cardiology, respiratory, neurology, "
+                        "gastroenterology or routine care."),
+            "data": ("Synthetic notes from templates (model_store/build/notes_corpus.py): synonyms, "
+                     "abbreviations, typos, shuffled sections, and negated symptoms of other "
+                     "specialties so that word presence alone misleads. "
+                     f"Trained on {TRAIN_N} notes (seed {TRAIN_SEED}), epoch chosen on {VAL_N} "
+                     f"(seed {VAL_SEED}), scored on {HELDOUT_N} (seed {HELDOUT_SEED})."),
+            "intended_use": ("Demonstration of serving a text model with in-runtime tokenisation. "
+                             "Not for triage or any clinical decision."),
+            "limitations": ("demonstration model, not for clinical use. Trained only on "
+                            "template-generated English notes: real notes are longer, messier and "
+                            "use vocabulary it has never seen (unknown words are ignored). Reads "
+                            f"only the first {corpus.MAX_TOKENS} tokens. One label per note, even "
+                            "when a note has several problems."),
+        }),
+        ("[card.metrics]", {"macro_f1": macro_f1, "heldout_n": HELDOUT_N}),
+    ])
 
 
 def main() -> None:
-    torch.manual_seed(TRAIN_SEED)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic(TRAIN_SEED)
     started = time.process_time()
     train_texts, train_labels = corpus.generate(TRAIN_N, TRAIN_SEED)
     val_texts, val_labels = corpus.generate(VAL_N, VAL_SEED)
@@ -196,11 +167,10 @@ def main() -> None:
 
     model = train(encode(train_texts), train_labels, vocab_size, encode(val_texts), val_labels)
 
-    version = MODEL_DIR / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    (version / "vocab.json").write_text(json.dumps(vocab, indent=0) + "\n")
-    export(model, version / "model.onnx")
-    session = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])
+    common.export_onnx(model, pad([[2, 3, 4, 5]]), ONNX_PATH, names=("tokens", "probabilities"),
+                       input_axes={1: "length"})
+    VOCAB_PATH.write_text(json.dumps(vocab, indent=0) + "\n")
+    session = common.onnx_session(ONNX_PATH)
     check_onnx(session, model, vocab_size)
 
     # Score the served graph on the held-out draw, batched as the runtime would batch it.
@@ -209,9 +179,9 @@ def main() -> None:
                             for i in range(0, len(rows), 32)])
     macro_f1 = float(f1_score(heldout_labels, probs.argmax(axis=1), average="macro"))
     assert macro_f1 >= 0.9, f"held-out macro-F1 {macro_f1:.4f} below 0.9"
-    write_toml(macro_f1, sha256(version / "model.onnx"), sha256(version / "vocab.json"), len(vocab))
+    write_model_toml(macro_f1, len(vocab))
     print(f"notes_classifier: held-out macro-F1 {macro_f1:.4f} on {HELDOUT_N}, vocab {len(vocab)}, "
-          f"{time.process_time() - started:.1f}s CPU, {(version / 'model.onnx').stat().st_size} bytes")
+          f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,9 @@ Deterministic: same code, same torch, same bytes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -23,13 +20,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from model_store.build import vitals_series
+from model_store.build import common, vitals_series
 
 TRAIN_SEED, VAL_SEED, HELDOUT_SEED = 0, 1, 2  # three disjoint draws of the generator
 TRAIN_N, VAL_N, HELDOUT_N = 12000, 2000, 4000
 EPOCHS = 12
 MAX_POSITIONS = 64  # learned positions; the runtime refuses series longer than max_length = 48
-MODEL_DIR = Path(__file__).resolve().parents[1] / "vitals_risk"
+MODEL_DIR = common.STORE / "vitals_risk"
+ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
 
 
 class EncoderLayer(nn.Module):
@@ -128,14 +126,6 @@ def train(series: list[np.ndarray], labels: np.ndarray,
     return model.eval()
 
 
-def export(model: VitalsTransformer, path: Path) -> None:
-    torch.onnx.export(
-        model, (torch.zeros(1, 17, len(vitals_series.FEATURES)),), str(path), opset_version=17, dynamo=False,
-        input_names=["vitals"], output_names=["risk"],
-        dynamic_axes={"vitals": {0: "batch", 1: "time"}, "risk": {0: "batch"}},
-    )
-
-
 def check_onnx(session: ort.InferenceSession, model: VitalsTransformer, series: list[np.ndarray]) -> None:
     """ONNX matches torch at the lengths the runtime may send, 1 to max_length."""
     long = next(s for s in series if len(s) == 48)
@@ -146,96 +136,71 @@ def check_onnx(session: ort.InferenceSession, model: VitalsTransformer, series: 
         np.testing.assert_allclose(session.run(["risk"], {"vitals": x})[0], expected, atol=1e-5)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_toml(auroc: float, digest: str, prevalence: float) -> None:
-    features = ", ".join(json.dumps(f) for f in vitals_series.FEATURES)
-    (MODEL_DIR / "model.toml").write_text(f'''\
-name = "vitals_risk"
-task = "timeseries_risk"
-# The graph has a batch axis, but series differ in length and it takes no padding mask:
-# the runtime sends one whole series per request, so a batch is always one series.
-max_batch_size = 1
-
-[version_policy]
-policy = "latest"
-
-[[inputs]]
-name = "vitals"
-datatype = "FP32"
-shape = [-1, -1, 6]
-
-[[outputs]]
-name = "risk"
-datatype = "FP32"
-shape = [-1, 1]
-
-[preprocessing]
-# One row per hourly observation, oldest first, columns in this order, raw units
-# (beats/min, breaths/min, %, mmHg, degrees C, 0 alert / 1 not alert); normalisation is in the graph.
-features = [{features}]
-max_length = 48
-min_length = 1
-
-[preprocessing.ranges]      # plausible values; anything outside is refused (422)
-heart_rate = [20, 250]
-respiratory_rate = [0, 80]
-spo2 = [50, 100]
-systolic_bp = [40, 300]
-temperature = [30, 45]
-consciousness = [0, 1]
-
-[preprocessing.categories.consciousness]   # ACVPU letters also accepted: alert 0, any other level 1
-A = 0
-C = 1
-V = 1
-P = 1
-U = 1
-
-[postprocessing]
-bands = [[0.0, "low"], [0.3, "medium"], [0.6, "high"]]   # lower bounds of risk
-news2 = true   # the latest observation's NEWS2 (medfn.news2) comes back beside the risk
-
-[versions.1.sha256]
-"model.onnx" = "{digest}"
-
-[card]
-summary = "Transformer encoder (2 layers, d_model 32, 4 heads) over up to 48 hourly vital-sign observations; outputs the probability that NEWS2 reaches 5 or more four hours after the last observation."
-data = "Synthetic patients (model_store/build/vitals_series.py): stable, deteriorating (sepsis, respiratory, bleeding, neurological; varied onset and speed) and recovering courses with autocorrelated noise; label from NEWS2 (medfn.news2, room air) of the observation 4 h ahead, positive in {prevalence:.0%}. Trained on {TRAIN_N} series (seed {TRAIN_SEED}), epoch chosen on {VAL_N} (seed {VAL_SEED}), scored on {HELDOUT_N} (seed {HELDOUT_SEED})."
-intended_use = "Demonstration of serving a sequence model with input validation. Not an early-warning system."
-limitations = "demonstration model, not for clinical use. Patients, courses and noise are simulated; the label is a NEWS2 threshold, itself only a screening aid. Assumes room air and SpO2 scale 1, knows nothing of treatment, and was trained on 6 to 48 hourly observations only."
-
-[card.metrics]
-auroc = {auroc!r}
-heldout_n = {HELDOUT_N}
-''')
+def write_model_toml(auroc: float, prevalence: float) -> None:
+    common.write_model_toml(MODEL_DIR / "model.toml", [
+        (None, {"name": "vitals_risk", "task": "timeseries_risk", "max_batch_size": 1},
+         "max_batch_size is 1: the graph has a batch axis, but series differ in length and it\n"
+         "takes no padding mask, so the runtime sends one whole series per request."),
+        ("[version_policy]", {"policy": "latest"}),
+        ("[[inputs]]", {"name": "vitals", "datatype": "FP32",
+                        "shape": [-1, -1, len(vitals_series.FEATURES)]}),
+        ("[[outputs]]", {"name": "risk", "datatype": "FP32", "shape": [-1, 1]}),
+        ("[preprocessing]", {"features": vitals_series.FEATURES, "max_length": 48, "min_length": 1},
+         "One row per hourly observation, oldest first, columns in this order, raw units\n"
+         "(beats/min, breaths/min, %, mmHg, degrees C, 0 alert / 1 not alert); normalisation is "
+         "in the graph."),
+        ("[preprocessing.ranges]", {
+            "heart_rate": [20, 250], "respiratory_rate": [0, 80], "spo2": [50, 100],
+            "systolic_bp": [40, 300], "temperature": [30, 45], "consciousness": [0, 1],
+        }, "Plausible values; anything outside is refused (422)."),
+        ("[preprocessing.categories.consciousness]", {"A": 0, "C": 1, "V": 1, "P": 1, "U": 1},
+         "ACVPU letters also accepted: alert 0, any other level 1."),
+        ("[postprocessing]", {"bands": [[0.0, "low"], [0.3, "medium"], [0.6, "high"]], "news2": True},
+         "bands: lower bounds of risk.\n"
+         "news2: the latest observation's NEWS2 (medfn.news2) comes back beside the risk."),
+        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+        ("[card]", {
+            "summary": ("Transformer encoder (2 layers, d_model 32, 4 heads) over up to 48 hourly "
+                        "vital-sign observations; outputs the probability that NEWS2 reaches 5 or "
+                        "more four hours after the last observation."),
+            "data": ("Synthetic patients (model_store/build/vitals_series.py): stable, "
+                     "deteriorating (sepsis, respiratory, bleeding, neurological; varied onset and "
+                     "speed) and recovering courses with autocorrelated noise; label from NEWS2 "
+                     "(medfn.news2, room air) of the observation 4 h ahead, positive in "
+                     f"{prevalence:.0%}. Trained on {TRAIN_N} series (seed {TRAIN_SEED}), epoch "
+                     f"chosen on {VAL_N} (seed {VAL_SEED}), scored on {HELDOUT_N} "
+                     f"(seed {HELDOUT_SEED})."),
+            "intended_use": ("Demonstration of serving a sequence model with input validation. "
+                             "Not an early-warning system."),
+            "limitations": ("demonstration model, not for clinical use. Patients, courses and noise "
+                            "are simulated; the label is a NEWS2 threshold, itself only a screening "
+                            "aid. Assumes room air and SpO2 scale 1, knows nothing of treatment, and "
+                            "was trained on 6 to 48 hourly observations only."),
+        }),
+        ("[card.metrics]", {"auroc": auroc, "heldout_n": HELDOUT_N}),
+    ])
 
 
 def main() -> None:
-    torch.manual_seed(TRAIN_SEED)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    common.deterministic(TRAIN_SEED)
     started = time.process_time()
     series, labels = vitals_series.generate(TRAIN_N, TRAIN_SEED)
     val_series, val_labels = vitals_series.generate(VAL_N, VAL_SEED)
     heldout_series, heldout_labels = vitals_series.generate(HELDOUT_N, HELDOUT_SEED)
     model = train(series, labels, val_series, val_labels)
 
-    version = MODEL_DIR / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    export(model, version / "model.onnx")
-    session = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])
+    common.export_onnx(model, torch.zeros(1, 17, len(vitals_series.FEATURES)), ONNX_PATH,
+                       names=("vitals", "risk"), input_axes={1: "time"})
+    session = common.onnx_session(ONNX_PATH)
     check_onnx(session, model, heldout_series)
 
     # Score the served graph one series per call, as the runtime calls it.
     risk = np.array([session.run(["risk"], {"vitals": s[None]})[0][0, 0] for s in heldout_series])
     auroc = float(roc_auc_score(heldout_labels, risk))
     assert auroc >= 0.85, f"held-out AUROC {auroc:.4f} below 0.85"
-    write_toml(auroc, sha256(version / "model.onnx"), float(labels.mean()))
+    write_model_toml(auroc, float(labels.mean()))
     print(f"vitals_risk: held-out AUROC {auroc:.4f} on {HELDOUT_N} (prevalence {heldout_labels.mean():.3f}), "
-          f"{time.process_time() - started:.1f}s CPU, {(version / 'model.onnx').stat().st_size} bytes")
+          f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes")
 
 
 if __name__ == "__main__":
