@@ -135,9 +135,9 @@ def bare(name: str, path: Path, batch: int, runs: int, require_cuda: bool) -> Ro
 
 # -- the server and its load ----------------------------------------------------------------------
 
-def request_body(kind: str, seed: int) -> tuple[bytes, dict[str, str]]:
+def request_body(kind: str, seed: int, rows: int = 1) -> tuple[bytes, dict[str, str]]:
     """One image as the binary tensor extension: JSON header, then the raw FP32 bytes."""
-    image = np.random.default_rng(seed).random((1, *SHAPES[kind]), dtype=np.float32)
+    image = np.random.default_rng(seed).random((rows, *SHAPES[kind]), dtype=np.float32)
     raw = image.tobytes()
     head = json.dumps({
         "inputs": [{"name": "image", "datatype": "FP32", "shape": list(image.shape),
@@ -172,10 +172,10 @@ def _client(args: tuple) -> tuple[list[float], float, float]:  # type: ignore[ty
     return asyncio.run(_drive(*args))
 
 
-def load(url: str, kind: str, requests: int, concurrency: int, clients: int) -> tuple[float, list[float]]:
-    """rows/s and latencies from `clients` processes sharing `concurrency` callers."""
+def load(url: str, kind: str, requests: int, concurrency: int, clients: int, rows: int = 1) -> tuple[float, list[float]]:
+    """rows/s and latencies from `clients` processes sharing `concurrency` callers, `rows` images a request."""
     clients = max(1, min(clients, concurrency))
-    body, headers = request_body(kind, seed=1)
+    body, headers = request_body(kind, seed=1, rows=rows)
     jobs = [(url, body, headers, requests // clients, concurrency // clients) for _ in range(clients)]
     if clients == 1:
         results = [_client(jobs[0])]
@@ -184,11 +184,12 @@ def load(url: str, kind: str, requests: int, concurrency: int, clients: int) -> 
             results = pool.map(_client, jobs)
     latencies = [lat for result in results for lat in result[0]]
     elapsed = max(r[2] for r in results) - min(r[1] for r in results)
-    return len(latencies) / elapsed, latencies
+    return len(latencies) * rows / elapsed, latencies
 
 
-def serve(root: Path, port: int, env: dict[str, str]) -> subprocess.Popen:  # type: ignore[type-arg]
-    command = [sys.executable, "-m", "medfn.cli", "serve", "--functions", str(root / "functions"), "--port", str(port)]
+def serve(root: Path, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:  # type: ignore[type-arg]
+    command = [sys.executable, "-m", "medfn.cli", "serve", "--functions", str(root / "functions"), "--port", str(port),
+               "--workers", str(workers)]
     log = open(root / "server.log", "wb")  # noqa: SIM115  # the child writes to it until it ends
     server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180  # CUDA's first session can take a while
@@ -219,9 +220,10 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
     url = f"{base}/v2/models/{name}/infer"
     rows = []
     for level, concurrency, requests in (("low", 1, args.low_requests), ("high", args.high_concurrency, args.high_requests)):
-        load(url, kind, max(concurrency * 2, 8), concurrency, 1)  # warm-up
+        rows_each = 1 if level == "low" else args.rows_per_request
+        load(url, kind, max(concurrency * 2, 8), concurrency, 1, rows_each)  # warm-up
         before = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
-        rate, latencies = load(url, kind, requests, concurrency, args.clients if level == "high" else 1)
+        rate, latencies = load(url, kind, requests, concurrency, args.clients if level == "high" else 1, rows_each)
         after = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
         if args.require_cuda and not after["device"].startswith("cuda"):
             raise SystemExit(f"--require-cuda: the server runs {name} on {after['device']}")
@@ -241,6 +243,8 @@ def main() -> None:
     parser.add_argument("--high-requests", type=int, help="requests timed at high load (default 4000; --quick 128)")
     parser.add_argument("--low-requests", type=int, help="requests timed at low load (default 300; --quick 16)")
     parser.add_argument("--bare-runs", type=int, help="timed bare runs per batch size (default 100; --quick 5)")
+    parser.add_argument("--server-workers", type=int, default=1, help="`medfn serve --workers`: server processes (1)")
+    parser.add_argument("--rows-per-request", type=int, default=1, help="images per request at high load (1)")
     parser.add_argument("--clients", type=int, help="load generator processes at high load (default: cores / 4, 1..4)")
     parser.add_argument("--models", default="segmenter,resnet18", help="segmenter, resnet18 or both (default)")
     parser.add_argument("--precisions", default="fp32,fp16", help="fp32, fp16 or both (default)")
@@ -271,7 +275,7 @@ def main() -> None:
             root = work / name
             write_store(root, name, path, args.batch, args.delay_ms)
             port = free_port()
-            server = serve(root, port, env | {"MEDFN_MODEL_STORE": str(root / "model_store")})
+            server = serve(root, port, env | {"MEDFN_MODEL_STORE": str(root / "model_store")}, args.server_workers)
             try:
                 rows += server_rows(name, port, args)
             finally:
@@ -285,7 +289,8 @@ def main() -> None:
 
 def report(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"\nbatch {args.batch}, max_queue_delay_ms {args.delay_ms}, high load {args.high_concurrency} callers"
-          f" ({args.clients} client processes), {args.high_requests} requests; low load 1 caller\n")
+          f" ({args.clients} client processes, {args.rows_per_request} images a request), {args.high_requests} requests;"
+          f" low load 1 caller; {args.server_workers} server process(es)\n")
     print(f"{'model':9} {'prec':5} {'path':6} {'load':5} {'batch':>5} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
           f" {'device':7} {'formed':>6}")
     for r in rows:
@@ -298,7 +303,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
             bare_row = next(b for b in rows if (b.model, b.precision, b.path, b.batch) == (r.model, r.precision, "bare", args.batch))
             print(f"  {r.model} {r.precision}: {r.rows_per_s / bare_row.rows_per_s:.2f}")
     print("(rows/s: images a second; bare p50/p99 are per batch run; server p50/p99 per request,"
-          " queueing included; 'formed': mean rows per batched run.)")
+          " queueing included; 'formed': mean requests per batched run (of one server process).)")
 
 
 if __name__ == "__main__":

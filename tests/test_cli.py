@@ -19,6 +19,17 @@ def medfn(*args: str, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[
     return subprocess.run([sys.executable, "-m", "medfn.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120, **kwargs)
 
 
+def wait_until_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail(f"medfn serve at {url} did not become ready")
+
+
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     images, labels = chest_phantoms.generate(2, seed=31)
@@ -51,15 +62,7 @@ def test_serve_then_predict_over_http(scan: tuple[Path, str], tmp_path: Path) ->
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("medfn serve did not become ready")
+        wait_until_ready(url)
         assert httpx.get(url + "/v1/models").json()["models"][0]["name"] == "scan_classifier"
         result = medfn("predict", "scan_classifier", str(scan[0]), "--url", url)
         assert result.returncode == 0, result.stderr
@@ -72,3 +75,21 @@ def test_serve_then_predict_over_http(scan: tuple[Path, str], tmp_path: Path) ->
 def test_help_lists_the_commands() -> None:
     result = medfn("--help")
     assert result.returncode == 0 and "serve" in result.stdout and "predict" in result.stdout
+
+
+def test_serve_with_several_workers_answers_and_refuses_shared_quotas(tmp_path: Path) -> None:
+    refused = medfn("serve", "--workers", "2", "--api-keys", str(tmp_path / "keys.toml"))
+    assert refused.returncode != 0 and "single worker" in refused.stderr
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "medfn.cli", "serve", "--port", str(port), "--only", "breast_mass", "--workers", "2",
+         "--usage-store", str(tmp_path / "usage.sqlite3")],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}")
+        answers = {httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"][0]["name"] for _ in range(6)}
+        assert answers == {"breast_mass"}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

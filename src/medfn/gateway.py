@@ -1,13 +1,29 @@
-"""The local gateway: every function's model in one plane, behind the routes AWS will have."""
+"""The local gateway: every function's model in one plane, behind the routes AWS will have.
+
+`medfn serve` builds it here; so does each worker process when it runs several, which is why
+its settings travel as one JSON environment variable rather than as objects.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from medfn.config import discover_functions
 from medfn.function import load_function
 from medfn.plane import InferencePlane
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+SETTINGS_VARIABLE = "MEDFN_GATEWAY_SETTINGS"
 
 
 def functions_dir(given: str | None = None) -> Path:
@@ -26,3 +42,48 @@ def load_gateway_plane(functions: Path, only: list[str] | None = None) -> Infere
         assert config.directory is not None
         load_function(config.directory, plane)
     return plane
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    functions: str
+    only: list[str] | None = None
+    max_body_bytes: int = 6 * 1024 * 1024
+    api_keys: str | None = None
+    usage_store: str = ".medfn/usage.sqlite3"
+    batching: bool = True
+
+
+def build_gateway_app(settings: GatewaySettings) -> FastAPI:
+    """Models loaded, metering and batchers started; all of it stopped when the server stops."""
+    from medfn.batching import start_batchers, stop_batchers
+    from medfn.http import create_app
+    from medfn.metering.local import local_metering
+
+    functions = functions_dir(settings.functions)
+    plane = load_gateway_plane(functions, settings.only)
+    for entry in plane.entries():
+        state = "ready" if entry.ready else f"NOT READY: {entry.reason}"
+        log.info("model %s v%s (%s): %s", entry.name, entry.version, entry.task, state)
+    metering = local_metering(functions, Path(settings.usage_store), Path(settings.api_keys) if settings.api_keys else None)
+    app = create_app(plane, max_body_bytes=settings.max_body_bytes, title="medfn local gateway", metering=metering)
+    if settings.batching:
+        start_batchers(plane)
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        stop_batchers(plane)  # answers what is queued before the process ends
+        metering.meter.close()  # type: ignore[attr-defined]  # writes the calls still buffered
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def gateway_app_from_environment() -> FastAPI:
+    """The factory each `medfn serve --workers N` process calls."""
+    return build_gateway_app(GatewaySettings(**json.loads(os.environ[SETTINGS_VARIABLE])))
+
+
+def settings_to_environment(settings: GatewaySettings) -> None:
+    os.environ[SETTINGS_VARIABLE] = json.dumps(asdict(settings))
