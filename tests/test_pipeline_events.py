@@ -9,7 +9,9 @@ import pytest
 
 from medfn.errors import UnprocessableInput, UnsupportedMediaType
 from medfn.lambda_handler import HttpEvents
-from medfn.pipeline import ObjectRef, PipelineSettings, StatusRecord, analyse
+from medfn.pipeline.core import analyse
+from medfn.pipeline.settings import PipelineSettings
+from medfn.pipeline.types import ObjectRef, StatusRecord
 from medfn.pipeline.errors import ObjectMissing, StorageUnavailable, error_code, is_poison, safe_reason
 from medfn.pipeline.events import from_message_body, from_s3_eventbridge, from_s3_notification
 from medfn.pipeline.lambda_sources import UPLOAD_SOURCES, S3EventBridgeEvents, S3Notifications, SqsUploads

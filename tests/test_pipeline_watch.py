@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from medfn.commands import watch as watch_command
-from medfn.pipeline import PipelineSettings, ScanWorker
+from medfn.pipeline.settings import PipelineSettings
+from medfn.pipeline.worker import ScanWorker
 from medfn.pipeline.errors import StorageUnavailable
 from medfn.pipeline.folder_storage import FolderStorage
 from medfn.pipeline.folder_watch import FolderWatch

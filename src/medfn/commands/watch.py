@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from medfn.errors import MedfnError
     from medfn.function import load_function
     from medfn.gateway import functions_dir
-    from medfn.pipeline import PipelineSettings, ScanWorker
+    from medfn.pipeline.settings import PipelineSettings
+    from medfn.pipeline.worker import ScanWorker
     from medfn.pipeline.folder_storage import FolderStorage
     from medfn.pipeline.folder_watch import FolderWatch
     from medfn.pipeline.sqlite_status import SqliteStatusTable

@@ -8,7 +8,6 @@ from starlette.responses import Response
 import medfn
 from medfn.errors import BadRequest
 from medfn.http.body import read_body
-from medfn.batching import serving_parameters
 from medfn.http.offload import Runner, run_model
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.openapi import ref, returns
@@ -44,6 +43,8 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
         return JSONBody({"ready": plane.ready}, status_code=200 if plane.ready else 503)
 
     def metadata(model: Model) -> JSONBody:
+        from medfn.batching import serving_parameters  # batching is a server's: Lambda's init skips it
+
         tensors = lambda specs: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]  # noqa: E731
         return JSONBody(
             {

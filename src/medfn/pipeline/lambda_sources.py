@@ -14,13 +14,9 @@ first event; the S3 client, the status table and Powertools load then, never for
 from __future__ import annotations
 
 import json
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medfn.function import LoadedFunction
-from medfn.pipeline.errors import TransientFailure
 from medfn.pipeline.events import (
-    Announced,
     from_message_body,
     from_s3_eventbridge,
     from_s3_notification,
@@ -28,50 +24,17 @@ from medfn.pipeline.events import (
     is_s3_notification,
     is_sqs_batch,
 )
-from medfn.pipeline.settings import PipelineSettings
-from medfn.pipeline.types import BatchSummary
-from medfn.pipeline.worker import ScanWorker
 
-log = logging.getLogger(__name__)
-
-
-def aws_worker(function: LoadedFunction) -> ScanWorker:
-    """The function's model with S3 storage and the DynamoDB status table, as configured."""
-    from medfn.pipeline.dynamo_status import DynamoStatusTable
-    from medfn.pipeline.s3_storage import S3Storage
-
-    settings = PipelineSettings.from_env()
-    return ScanWorker(
-        plane=function.plane, model=function.config.model, storage=S3Storage(settings),
-        status=DynamoStatusTable(settings.status_table), settings=settings,
-    )
-
-
-def process_announced(worker: ScanWorker, announced: Announced, attempt: int | None = None) -> BatchSummary:
-    """Settle every announced object; raise TransientFailure at the end if any must be retried."""
-    summary = BatchSummary(ignored=len(announced.ignored))
-    for reason in announced.ignored:
-        log.info("ignored: %s", reason)
-    for ref in announced.objects:
-        if worker.settings.is_own_output(ref.bucket, ref.key):
-            log.info("ignored our own output: %s", ref.key)
-            summary.ignored += 1
-            continue
-        try:
-            handled = worker.process(ref, attempt)
-        except TransientFailure:
-            summary.transient.append(ref.key)
-            continue
-        summary.count(handled)
-    if summary.transient:
-        # The settled ones are skipped when the event comes again: only these are redone.
-        raise TransientFailure(f"{len(summary.transient)} of {len(announced.objects)} objects will be retried")
-    return summary
+if TYPE_CHECKING:
+    from medfn.function import LoadedFunction
 
 
 class _UploadSource:
     def __init__(self, function: LoadedFunction) -> None:
+        from medfn.pipeline.aws_processing import aws_worker, process_announced
+
         self.worker = aws_worker(function)
+        self.process = process_announced
 
 
 class S3Notifications(_UploadSource):
@@ -84,7 +47,7 @@ class S3Notifications(_UploadSource):
         return is_s3_notification(event)
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_announced(self.worker, from_s3_notification(event)).as_dict()
+        return self.process(self.worker, from_s3_notification(event)).as_dict()
 
 
 class S3EventBridgeEvents(_UploadSource):
@@ -97,7 +60,7 @@ class S3EventBridgeEvents(_UploadSource):
         return is_s3_eventbridge(event)
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return process_announced(self.worker, from_s3_eventbridge(event)).as_dict()
+        return self.process(self.worker, from_s3_eventbridge(event)).as_dict()
 
 
 class SqsUploads(_UploadSource):
@@ -120,7 +83,7 @@ class SqsUploads(_UploadSource):
                 body = None  # never valid: retrying would only delay the ignore
             attributes = record.get("attributes") or {}
             attempt = int(attributes.get("ApproximateReceiveCount") or 1)
-            process_announced(self.worker, from_message_body(body), attempt)
+            self.process(self.worker, from_message_body(body), attempt)
 
         # Not raising when every message failed: the response lists them all, same effect.
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
