@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import medfn
 from medfn.errors import MedfnError
 from medfn.http.inference_protocol import inference_protocol_router
-from medfn.http.metrics import metrics_router
 from medfn.http.offload import inference_runner
 from medfn.http.openapi import install_openapi
 from medfn.http.responses import JSONBody, error
@@ -52,6 +51,8 @@ def create_app(
     app.include_router(task_router(plane, max_body_bytes, run))
     app.include_router(inference_protocol_router(plane, max_body_bytes, run))
     if offload_inference:  # a server: its counters outlive a request (a Lambda sandbox's do not)
+        from medfn.http.metrics import metrics_router
+
         app.include_router(metrics_router(plane))
 
     @app.exception_handler(MedfnError)
