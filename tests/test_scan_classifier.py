@@ -124,6 +124,8 @@ def test_openapi_document_describes_the_routes(classifier_client: TestClient) ->
     infer = spec["paths"]["/v2/models/{model}/infer"]["post"]
     assert infer["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferenceResponse")
     assert "4XX" in infer["responses"] and "application/octet-stream" in infer["requestBody"]["content"]
+    versioned = spec["paths"]["/v2/models/{model}/versions/{version}/infer"]["post"]
+    assert {p["name"] for p in versioned["parameters"] if p["in"] == "path"} == {"model", "version"}
 
 
 def test_model_card_metric_holds_on_fresh_phantoms(classifier_handler) -> None:  # type: ignore[no-untyped-def]

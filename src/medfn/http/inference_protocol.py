@@ -88,21 +88,25 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
         headers["Inference-Header-Content-Length"] = str(head_length)
         return Response(content, media_type="application/octet-stream", headers=headers)
 
-    # The same three endpoints with and without /versions/{version}; FastAPI wants each path
-    # declared, so register both through one loop rather than writing them twice.
+    def target(request: Request) -> Model:
+        return plane.get(request.path_params["model"], request.path_params.get("version"))
+
+    # The same three endpoints with and without /versions/{version}. Endpoints take only the
+    # Request (path parameters read from it): a typed parameter makes FastAPI import
+    # pydantic.v1 to inspect it, ~25 ms of every cold start; medfn.http.openapi documents them.
     for suffix in ("", "/versions/{version}"):
         base = "/v2/models/{model}" + suffix
 
         @router.get(base, openapi_extra=returns("ModelMetadata"))
-        async def model_metadata(model: str, version: str | None = None) -> JSONBody:
-            return metadata(plane.get(model, version))
+        async def model_metadata(request: Request) -> JSONBody:
+            return metadata(target(request))
 
         @router.get(base + "/ready", openapi_extra=returns("ModelReady"))
-        async def model_ready_route(model: str, version: str | None = None) -> JSONBody:
-            return model_ready(plane.get(model, version))
+        async def model_ready_route(request: Request) -> JSONBody:
+            return model_ready(target(request))
 
         @router.post(base + "/infer", openapi_extra=returns("InferenceResponse", _INFER_BODY))
-        async def model_infer(model: str, request: Request, version: str | None = None) -> Response:
-            return await infer(plane.get(model, version), request)
+        async def model_infer(request: Request) -> Response:
+            return await infer(target(request), request)
 
     return router

@@ -9,6 +9,7 @@ are imported and turned into `components` here, on the first request for /openap
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -49,8 +50,9 @@ def install_openapi(app: FastAPI) -> None:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
-            for operations in schema.get("paths", {}).values():
+            for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
+                    _document_path_parameters(path, operation)
                     responses = operation.setdefault("responses", {})
                     responses.pop("422", None)  # FastAPI's validation shape: ours is ErrorBody
                     responses["4XX"] = {"description": "The request cannot be served; `error` says why", **_ERROR_RESPONSE}
@@ -59,3 +61,12 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
+
+
+def _document_path_parameters(path: str, operation: dict[str, Any]) -> None:
+    """Routes read `{model}` and `{version}` from the request; the document still names them."""
+    parameters = operation.setdefault("parameters", [])
+    declared = {p.get("name") for p in parameters if p.get("in") == "path"}
+    for name in re.findall(r"{(\w+)}", path):
+        if name not in declared:
+            parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})

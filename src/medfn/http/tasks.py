@@ -42,9 +42,9 @@ def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIR
         openapi_extra=returns("PredictResponse", _PREDICT_BODY),
         summary="Predict from a scan, a note, a record or a series, as the model's task takes",
     )
-    async def predict(model: str, request: Request) -> Response:
+    async def predict(request: Request) -> Response:
         rid = request_id(request)
-        target = plane.get(model)  # 404 before reading a body we would throw away
+        target = plane.get(request.path_params["model"])  # 404 before reading a body we would throw away
         target.ensure_ready()
         payload = await task_payload(request, max_body_bytes)
         prediction = await run(target.predict, payload)
