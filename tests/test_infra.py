@@ -7,7 +7,6 @@ more, to show new folders are picked up without touching infra/), models and sta
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import tomllib
@@ -211,20 +210,6 @@ def test_upload_pipeline_queues_dlq_and_table(template: Template, project_root: 
 
 def test_security_review_nag_and_cfn_lint(project_root: Path, tmp_path: Path) -> None:
     """The dedicated check: cdk-nag AwsSolutions + HIPAA.Security on, then cfn-lint on the template."""
-    from medfn_infra.app import build_app
-    from medfn_infra.checks import lint_templates
+    from tests.security_review import review
 
-    assembly = build_app(tmp_path, repo=project_root, nag=True).synth()  # raises on unacknowledged findings
-    report = tmp_path / "validation-report.json"
-    reports = json.loads(report.read_text())["pluginReports"] if report.exists() else []
-    assert [v for r in reports for v in r.get("violations", [])] == []
-    assert lint_templates([Path(s.template_full_path) for s in assembly.stacks]) == []
-
-    metadata = json.loads((tmp_path / "medfn.metadata.json").read_text())
-    acknowledged = [(path, rule, reason) for path, entries in metadata.items() for e in entries
-                    if e["type"] == "aws:cdk:acknowledged-rules" for rule, reason in e["data"].items()]  # fmt: skip
-    assert acknowledged
-    for path, rule, reason in acknowledged:
-        assert path != "/medfn", f"{rule} acknowledged for the whole stack instead of one resource"
-        assert re.search(r"(AwsSolutions|HIPAA\.Security)-[A-Za-z0-9]+", rule), rule
-        assert len(reason) >= 60, f"{rule} on {path}: the reason is not specific: {reason!r}"
+    assert review(project_root, tmp_path)  # every acknowledgement: one resource, a rule, a reason

@@ -149,22 +149,9 @@ def test_image_asset_is_synthesized_without_docker(synthesized: tuple[Template, 
 
 
 def test_security_review_nag_and_cfn_lint(project_root: Path, tmp_path: Path) -> None:
-    from medfn_infra.app import build_app
-    from medfn_infra.checks import lint_templates
+    from tests.security_review import review
 
-    assembly = build_app(tmp_path, repo=project_root, nag=True).synth()  # raises on unacknowledged findings
-    report = tmp_path / "validation-report.json"
-    reports = json.loads(report.read_text())["pluginReports"] if report.exists() else []
-    assert [v for r in reports for v in r.get("violations", [])] == []
-    assert lint_templates([Path(s.template_full_path) for s in assembly.stacks]) == []
-    metadata = json.loads((tmp_path / "medfn.metadata.json").read_text())
-    # cdk-nag's packs only: aws-cdk-lib itself acknowledges cfn-lint's W3010 (literal AZs) on any stack a VPC is in
-    acknowledged = [(path, rule, reason) for path, entries in metadata.items() for e in entries
-                    if e["type"] == "aws:cdk:acknowledged-rules" for rule, reason in e["data"].items()
-                    if re.search(r"(AwsSolutions|HIPAA\.Security)-", rule)]  # fmt: skip
-    for path, rule, reason in acknowledged:
-        assert path != "/medfn", f"{rule} acknowledged for the whole stack instead of one resource"
-        assert len(reason) >= 60, f"{rule} on {path}: the reason is not specific: {reason!r}"
+    acknowledged = review(project_root, tmp_path)
     assert any("/GpuService/" in path for path, _, _ in acknowledged)
 
 
