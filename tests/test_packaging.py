@@ -1,13 +1,15 @@
 """`medfn package`: the zip runs under a bare Python 3.12 and fits Lambda's limits.
 
 Builds reuse the wheel cache in .medfn/wheels (downloaded once), so this costs about half
-a minute. The function here serves the test's affine model (a tiny ONNX graph) with the
-same runtime dependencies every CPU function bundles; the model is not in the zip:
-MEDFN_MODEL_STORE points at a model store folder, as the model bucket does in AWS.
+a minute. The x86_64 zip is the real scan_classifier function; the model is not in the zip:
+MEDFN_MODEL_STORE points at the repository's model store, as the model bucket does in AWS.
+boto3 is not in the zip either: Lambda's runtime provides it, and so does the test, from a
+folder of its own beside the zip, pointed at the moto server.
 """
 
 from __future__ import annotations
 
+import base64
 import glob
 import json
 import os
@@ -20,7 +22,7 @@ import pytest
 
 from medfn.config import FunctionConfig
 from medfn.packaging import UNZIPPED_LIMIT, ZIP_LIMIT, build_package
-from tests.conftest import load_event
+from tests.conftest import REPO, load_event
 
 
 def python312() -> str | None:
@@ -34,10 +36,11 @@ def python312() -> str | None:
 PYTHON312 = python312()
 pytestmark = pytest.mark.skipif(PYTHON312 is None, reason="no python3.12 interpreter (Lambda's runtime) on this machine")
 
-# Runs inside the unpacked zip with `-I -S`: no site-packages, no user site, no PYTHONPATH.
+# Runs inside the unpacked zip with `-I -S`: no site-packages, no user site, no PYTHONPATH;
+# argv[2] stands in for the runtime's own boto3 (/var/runtime in Lambda).
 CLEAN_RUN = """
 import json, sys
-sys.path[:0] = [sys.argv[1]]
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import handler
 assert not [p for p in sys.path if "site-packages" in p], sys.path
 events = json.loads(sys.stdin.read())
@@ -57,33 +60,66 @@ def function_folder(root: Path, uploads: bool) -> FunctionConfig:
 
 @pytest.fixture(scope="module")
 def x86_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pkg")
-    package = build_package(function_folder(root, uploads=False), "x86_64", dist=root / "dist")
-    assert package.path.name == "affine_fn-x86_64.zip"
+    package = build_package(FunctionConfig.load(REPO / "functions" / "scan_classifier"), "x86_64",
+                            dist=tmp_path_factory.mktemp("pkg") / "dist")  # fmt: skip
+    assert package.path.name == "scan_classifier-x86_64.zip"
     return package.path
 
 
-def test_x86_64_zip_answers_api_gateway_and_s3_events_under_bare_python312(x86_zip: Path, affine_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    unpacked = tmp_path / "task"
+def runtime_boto3(target: Path) -> Path:
+    """boto3 and what it needs (pure Python), as the python3.12 runtime ships them."""
+    import boto3
+
+    site = Path(boto3.__file__).parent.parent
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py"):
+        source = site / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, target / name)
+    return target
+
+
+def test_x86_64_zip_answers_api_gateway_and_s3_events_under_bare_python312(x86_zip: Path, aws_env: str, tmp_path: Path) -> None:
+    import boto3
+
+    from model_store.build import chest_phantoms
+
+    unpacked, runtime = tmp_path / "task", runtime_boto3(tmp_path / "runtime")
     with zipfile.ZipFile(x86_zip) as archive:
         archive.extractall(unpacked)
     assert not list(unpacked.rglob("*.pyc")) and not (unpacked / "boto3").exists()
-    infer = load_event("apigw_rest")
-    infer.update(path="/v2/models/affine/infer", httpMethod="POST", body=json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}))  # fmt: skip
-    infer["headers"]["content-type"] = "application/json"
-    s3_event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                             "s3": {"bucket": {"name": "uploads"}, "object": {"key": "affine_fn/scan.dcm", "size": 4}}}]}  # fmt: skip
-    env = {"PATH": "/usr/bin:/bin", "MEDFN_MODEL_STORE": str(affine_store.root), "HOME": str(tmp_path)}
+    images, labels = chest_phantoms.generate(2, seed=12)
+    s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
+    s3.create_bucket(Bucket="uploads")
+    s3.put_object(Bucket="uploads", Key="scan_classifier/chest 1.dcm", Body=chest_phantoms.to_dicom(images[1]))
+    dynamodb.create_table(
+        TableName="status", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "object_uri", "KeyType": "HASH"}, {"AttributeName": "object_version", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "object_uri", "AttributeType": "S"},
+                              {"AttributeName": "object_version", "AttributeType": "S"}],
+    )  # fmt: skip
+    head = s3.head_object(Bucket="uploads", Key="scan_classifier/chest 1.dcm")
+    s3_event = load_event("s3_object_created")
+    record = s3_event["Records"][0]["s3"]
+    record["bucket"]["name"] = "uploads"
+    record["object"].update(key="scan_classifier/chest+1.dcm", eTag=head["ETag"].strip('"'), size=head["ContentLength"])
+    record["object"].pop("versionId", None)
+    predict = load_event("apigw_rest")
+    predict.update(path="/v1/models/scan_classifier/predict", httpMethod="POST", isBase64Encoded=True,
+                   body=base64.b64encode(chest_phantoms.to_png(images[1])).decode())  # fmt: skip
+    predict["headers"]["content-type"] = "image/png"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MEDFN_MODEL_STORE": str(REPO / "model_store"),
+           "MEDFN_STATUS_TABLE": "status"} | {k: v for k, v in os.environ.items() if k.startswith("AWS_")}  # fmt: skip
     done = subprocess.run(
-        [PYTHON312, "-I", "-S", "-c", CLEAN_RUN, str(unpacked)],
-        input=json.dumps([infer, s3_event]), capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        [PYTHON312, "-I", "-S", "-c", CLEAN_RUN, str(unpacked), str(runtime)],
+        input=json.dumps([predict, s3_event]), capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     http_answer, s3_answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert http_answer["statusCode"] == 200, http_answer
-    assert json.loads(http_answer["body"])["outputs"][0]["data"] == [4.0, 7.0, 10.0, 13.0]  # version 2: y = 3x + 1
-    assert s3_answer == {"ignored": True}  # a function without `uploads = true` takes no scans
+    expected = chest_phantoms.LABELS[labels[1]]
+    assert json.loads(http_answer["body"])["top_label"] == expected
+    assert s3_answer == {"results": 1, "errors": 0, "duplicates": 0, "ignored": 0, "retrying": 0}
+    result = json.loads(s3.get_object(Bucket="uploads", Key="results/scan_classifier/chest 1.dcm.json")["Body"].read())
+    assert result["prediction"]["top_label"] == expected and result["source"]["key"] == "scan_classifier/chest 1.dcm"
 
 
 def test_arm64_image_function_zip_fits_lambda_limits(tmp_path: Path) -> None:
