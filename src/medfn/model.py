@@ -153,3 +153,5 @@ def _check_tensor(spec: TensorSpec, array: np.ndarray) -> None:
         raise BadRequest(f"input {spec.name!r} must be {spec.datatype}")
     if not spec.accepts_shape(tuple(array.shape)):
         raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}; the model takes {list(spec.shape)}")
+    if array.size == 0:  # a recurrent graph given an empty sequence aborts the whole process
+        raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}: no elements to run on")

@@ -93,7 +93,7 @@ def _parse_input(raw: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
     if size is not None:
         if not isinstance(size, int) or size != count * dtype.itemsize or size > len(binary):
             raise BadRequest(f"input {name!r}: binary_data_size does not match its shape, datatype or the body")
-        array = np.frombuffer(binary[:size], dtype=dtype).reshape(shape)
+        array = _reshaped(np.frombuffer(binary[:size], dtype=dtype), shape, name)
         return name, array.astype(dtype.newbyteorder("="), copy=False), size
     if "data" not in raw:
         raise BadRequest(f'input {name!r} has neither "data" nor binary_data_size')
@@ -103,7 +103,16 @@ def _parse_input(raw: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
         raise BadRequest(f"input {name!r}: data is not a list of {datatype} values") from exc
     if array.size != count:
         raise BadRequest(f"input {name!r}: data has {array.size} elements, shape {shape} needs {count}")
-    return name, array.reshape(shape), 0
+    return name, _reshaped(array, shape, name), 0
+
+
+def _reshaped(array: np.ndarray, shape: list[int], name: str) -> np.ndarray:
+    # With a zero among the dimensions the element count matches whatever the others are,
+    # and numpy refuses dimensions past its index range with ValueError.
+    try:
+        return array.reshape(shape)
+    except ValueError as exc:
+        raise BadRequest(f"input {name!r}: shape {shape} is too large for an array") from exc
 
 
 def encode_response(

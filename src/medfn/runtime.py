@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+from medfn.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,18 @@ def run_session(
     session: ort.InferenceSession, names: Sequence[str], inputs: dict[str, np.ndarray], device: Device | None = None
 ) -> list[np.ndarray]:
     """One run. On a GPU through I/O binding: each input is copied to the device once, as one
-    contiguous block, and each output fetched once, with no staging copies around `run`."""
-    if device is None or device.kind == "cpu":
-        return session.run(list(names), inputs)
-    return run_bound(session, names, inputs, device)
+    contiguous block, and each output fetched once, with no staging copies around `run`.
+
+    Inputs reach here with the names, datatypes and shapes model.toml allows, so what the
+    graph still refuses lies in their values or sizes (a token id past the vocabulary, a
+    series longer than the positional encoding): the caller's 400, not a server error.
+    """
+    try:
+        if device is None or device.kind == "cpu":
+            return session.run(list(names), inputs)
+        return run_bound(session, names, inputs, device)
+    except (InvalidArgument, Fail) as exc:
+        raise BadRequest("the model cannot run on these input values or sizes (ONNX Runtime refused them)") from exc
 
 
 def run_bound(
