@@ -1,13 +1,20 @@
-"""Shared fixtures: on-the-fly model stores, the real scan_classifier function, a moto S3 server."""
+"""Shared fixtures: on-the-fly model stores, the real scan_classifier function, a moto S3 server,
+and `medfn serve` itself on a loopback port."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -32,6 +39,59 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_ready(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    pytest.fail(f"medfn serve at {url} did not become ready")
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    process: subprocess.Popen  # type: ignore[type-arg]
+    log: Path  # its stdout and stderr: a file, so that a chatty server never blocks on a full pipe
+
+    def alive(self) -> bool:
+        """The process still runs and answers: no request crashed it."""
+        if self.process.poll() is not None:
+            return False
+        try:
+            return httpx.get(self.url + "/v2/health/live", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+
+@contextmanager
+def medfn_serve(*args: str, log: Path) -> Iterator[LiveServer]:
+    """`medfn serve ARGS` on a free loopback port, ready to answer; stopped on exit."""
+    port = free_port()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "medfn.cli", "serve", "--port", str(port), *args], cwd=REPO, stdout=sink, stderr=sink
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_until_ready(server.url)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def medfn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """All five functions behind one `medfn serve`, in one process: a request that kills it shows
+    as a dead process (with several workers, uvicorn would quietly replace the one that died)."""
+    folder = tmp_path_factory.mktemp("medfn_serve")
+    with medfn_serve("--usage-store", str(folder / "usage.sqlite3"), log=folder / "server.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

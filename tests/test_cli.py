@@ -5,29 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from model_store.build import chest_phantoms
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, wait_until_ready
 
 
 def medfn(*args: str, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
     return subprocess.run([sys.executable, "-m", "medfn.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120, **kwargs)
-
-
-def wait_until_ready(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    pytest.fail(f"medfn serve at {url} did not become ready")
 
 
 @pytest.fixture(scope="module")
