@@ -1,22 +1,24 @@
-"""Cold start of a function's Lambda handler beside the dependency floor, in one run.
+"""Cold start of each function's Lambda handler beside the dependency floor, in one run.
 
 Each sample is a fresh `python` process, timed by this parent from spawn to exit:
 - floor: imports the libraries the handler path imports (onnxruntime, numpy, Pillow,
   FastAPI, Mangum), makes the same ONNX Runtime session with the same options and runs it
   once; nothing else.
 - handler: imports functions/<name>/handler.py (init: verify sha256, make the session, build
-  the app) and answers one API Gateway REST event with a 200.
+  the app) and answers one API Gateway REST event (benchmarks/samples.py's task request) with
+  a 200; it reports its peak resident memory (ru_maxrss), the memory that function needs.
 - app floor: the floor plus the least a FastAPI-on-Lambda function does: a FastAPI app with
   one route that runs the session, behind Mangum, answering the same event. Not the issue's
   floor; printed beside it to show what FastAPI's own route set-up costs.
 Samples alternate so machine noise hits all alike. Prints medians and the ratios.
 
-    .venv/bin/python benchmarks/cold_start.py [--function scan_classifier] [--runs 15]
+    .venv/bin/python benchmarks/cold_start.py [--function all] [--runs 15] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -30,9 +32,10 @@ import numpy, onnxruntime, PIL.Image, fastapi, mangum
 from medfn.runtime import make_session
 model = {model!r}
 session = make_session(__import__("pathlib").Path(model))
-inp = session.get_inputs()[0]
-shape = [1 if not isinstance(d, int) or d < 0 else d for d in inp.shape]
-session.run(None, {{inp.name: numpy.zeros(shape, numpy.float32)}})
+dtypes = {{"tensor(float)": numpy.float32, "tensor(int64)": numpy.int64, "tensor(int32)": numpy.int32}}
+feeds = {{i.name: numpy.zeros([1 if not isinstance(d, int) or d < 0 else d for d in i.shape], dtypes[i.type])
+         for i in session.get_inputs()}}
+session.run(None, feeds)
 """
 
 APP_FLOOR = FLOOR + """
@@ -44,7 +47,7 @@ app = FastAPI()
 @app.post("/v1/models/{{name}}/predict")
 async def predict(name: str, request: Request):
     await request.body()
-    return {{"p": session.run(None, {{inp.name: numpy.zeros(shape, numpy.float32)}})[0].tolist()}}
+    return {{"p": session.run(None, feeds)[0].tolist()}}
 
 event = json.load(open({event!r}))
 event.update(path="/v1/models/m/predict", httpMethod="POST", body="", isBase64Encoded=False)
@@ -63,58 +66,74 @@ event["headers"]["content-type"] = {content_type!r}
 event["multiValueHeaders"]["content-type"] = [{content_type!r}]
 response = module.handler(event, None)
 assert response["statusCode"] == 200, response
+import resource
+print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-def sample_png() -> bytes:
-    sys.path.insert(0, str(REPO))
-    from model_store.build import chest_phantoms
-
-    return chest_phantoms.to_png(chest_phantoms.generate(1, seed=1)[0][0])
-
-
-def time_process(code: str) -> float:
+def time_process(code: str) -> tuple[float, str]:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    return time.perf_counter() - started
+    done = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True, text=True)
+    return time.perf_counter() - started, done.stdout
+
+
+def programs(function: str) -> dict[str, str]:
+    import base64
+
+    from benchmarks.samples import task_request
+    from medfn.config import FunctionConfig
+
+    config = FunctionConfig.load(REPO / "functions" / function)
+    model_file = REPO / "model_store" / config.model / "1" / "model.onnx"
+    event = str(REPO / "tests" / "events" / "apigw_rest.json")
+    body, content_type = task_request(function)
+    handler = HANDLER.format(
+        repo=str(REPO), handler=str(REPO / "functions" / function / "handler.py"), event=event,
+        path=f"/v1/models/{config.model}/predict", body=base64.b64encode(body).decode(), content_type=content_type,
+    )
+    return {"floor": FLOOR.format(model=str(model_file)), "app floor": APP_FLOOR.format(model=str(model_file), event=event),
+            "handler": handler}
+
+
+def measure(function: str, runs: int) -> dict[str, float]:
+    """Medians in seconds of floor, app floor and handler, and the handler's peak memory in MiB."""
+    codes = programs(function)
+    samples: dict[str, list[float]] = {name: [] for name in codes}
+    rss: list[int] = []
+    for code in codes.values():
+        time_process(code)  # warm the page cache and byte-code caches; not counted
+    for _ in range(runs):
+        for name, code in codes.items():
+            seconds, out = time_process(code)
+            samples[name].append(seconds)
+            if name == "handler":
+                rss.append(int(out.split("maxrss_kib")[1].split()[0]))
+    result = {name: statistics.median(values) for name, values in samples.items()}
+    result["peak_rss_mib"] = max(rss) / 1024
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--function", default="scan_classifier")
+    parser.add_argument("--function", default="all", help="a function, or all (default)")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from tqdm import tqdm
 
-    import base64
+    from benchmarks.samples import FUNCTIONS
 
-    from medfn.config import FunctionConfig
-
-    config = FunctionConfig.load(REPO / "functions" / args.function)
-    model_file = REPO / "model_store" / config.model / "1" / "model.onnx"
-    floor = FLOOR.format(model=str(model_file))
-    app_floor = APP_FLOOR.format(model=str(model_file), event=str(REPO / "tests" / "events" / "apigw_rest.json"))
-    handler = HANDLER.format(
-        repo=str(REPO),
-        handler=str(REPO / "functions" / args.function / "handler.py"),
-        event=str(REPO / "tests" / "events" / "apigw_rest.json"),
-        path=f"/v1/models/{config.model}/predict",
-        body=base64.b64encode(sample_png()).decode(),
-        content_type="image/png",
-    )
-    programs = {"floor": floor, "app floor": app_floor, "handler": handler}
-    samples: dict[str, list[float]] = {name: [] for name in programs}
-    for code in programs.values():
-        time_process(code)  # warm the page cache and byte-code caches; not counted
-    for _ in range(args.runs):
-        for name, code in programs.items():
-            samples[name].append(time_process(code))
-    f, a, h = (statistics.median(samples[name]) for name in programs)
-    print(f"cold start, {args.function}, median of {args.runs} processes each")
-    print(f"  floor     (imports + session + one run):           {f * 1000:7.1f} ms")
-    print(f"  app floor (+ one-route FastAPI app behind Mangum):  {a * 1000:7.1f} ms")
-    print(f"  handler   (medfn init + first 200 on API GW):      {h * 1000:7.1f} ms")
-    print(f"  ratio handler / floor:     {h / f:.3f}  (target <= 1.15)")
-    print(f"  ratio handler / app floor: {h / a:.3f}")
+    functions = FUNCTIONS if args.function == "all" else [args.function]
+    results = {f: measure(f, args.runs) for f in tqdm(functions, desc="cold start", file=sys.stderr)}
+    print(f"cold start, median of {args.runs} processes each (floor: imports + session + one run; app floor: "
+          "+ a one-route FastAPI app behind Mangum; handler: medfn init + first 200 on API Gateway)")
+    print(f"{'function':17} {'floor ms':>9} {'app floor':>10} {'handler':>9} {'h/floor':>8} {'h/app':>6} {'peak MiB':>9}")
+    for function, r in results.items():
+        f, a, h = r["floor"], r["app floor"], r["handler"]
+        print(f"{function:17} {f * 1000:9.1f} {a * 1000:10.1f} {h * 1000:9.1f} {h / f:8.2f} {h / a:6.2f} {r['peak_rss_mib']:9.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": args.runs, "functions": results}))
 
 
 if __name__ == "__main__":

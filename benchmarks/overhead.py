@@ -7,7 +7,7 @@ Three loops over the same small input, in this process, after warm-up:
 - handler, task route: the same scan as a PNG through `/v1/models/<m>/predict` (adds the
   decode and resize a caller would otherwise do themselves).
 
-    .venv/bin/python benchmarks/overhead.py [--function scan_classifier] [--calls 2000]
+    .venv/bin/python benchmarks/overhead.py [--function scan_classifier] [--calls 2000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--function", default="scan_classifier")
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="also write the per-call times here")
     args = parser.parse_args()
 
     spec = importlib.util.spec_from_file_location("handler", REPO / "functions" / args.function / "handler.py")
@@ -99,6 +100,9 @@ def main() -> None:
     print(f"  handler, OIP binary tensor:       {oip:8.1f} us   overhead {oip - bare:7.1f} us  ratio {oip / bare:.2f}")
     print(f"  handler, task route (PNG upload): {png:8.1f} us   overhead {png - bare:7.1f} us  ratio {png / bare:.2f}")
     print("  target: overhead <= 500 us per call")
+    if args.json:
+        args.json.write_text(json.dumps({"function": args.function, "calls": args.calls, "bare_us": bare,
+                                         "oip_binary_us": oip, "task_png_us": png}))
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ DIR/incoming; then, after a warm-up:
 The ratio (watch / floor, the median of the rounds' ratios) is what the pipeline's bookkeeping
 costs.
 
-    .venv/bin/python benchmarks/pipeline_throughput.py [--scans 300] [--size 512] [--rounds 3]
+    .venv/bin/python benchmarks/pipeline_throughput.py [--scans 300] [--size 512] [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--scans", type=int, default=300, help="backlog size per kind")
     parser.add_argument("--size", type=int, default=512, help="phantom width and height in pixels")
     parser.add_argument("--rounds", type=int, default=3, help="median over this many rounds")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
     function = load_function(REPO / "functions" / args.function)
@@ -82,6 +84,7 @@ def main() -> None:
     print(f"{args.function}: {args.scans} scans of {args.size}x{args.size} per kind, median of {args.rounds} rounds, "
           f"{os.cpu_count()} CPUs, {model.provider}")
     print(f"{'kind':6} {'floor scans/s':>14} {'watch scans/s':>14} {'watch/floor':>12}")
+    rows = []
     for kind in ("dicom", "png"):
         files = backlog(kind, args.scans, args.size)
         floor_rate(model, kind, files[:20])  # warm-up: first-call allocations, pydicom imports
@@ -90,6 +93,9 @@ def main() -> None:
         floor, watch = (statistics.median(r[i] for r in rounds) for i in (0, 1))
         ratio = statistics.median(w / f for f, w in rounds)
         print(f"{kind:6} {floor:14.1f} {watch:14.1f} {ratio:12.2f}")
+        rows.append({"kind": kind, "floor_scans_s": floor, "watch_scans_s": watch, "ratio": ratio})
+    if args.json:
+        args.json.write_text(json.dumps({"scans": args.scans, "size": args.size, "rounds": args.rounds, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["serve", "predict", "watch", "package", "synth", "deploy", "usage"]
+COMMANDS = ["serve", "predict", "watch", "package", "synth", "deploy", "usage", "bench"]
 
 
 def main(argv: list[str] | None = None) -> int:

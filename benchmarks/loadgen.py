@@ -1,0 +1,82 @@
+"""One load generator for every server compared: the same bytes, request count and concurrency.
+
+`drive(url, body, headers, requests, concurrency, processes)` splits the callers over a few
+processes (asyncio + aiohttp each: on 2 cores one Python client process tops out near the rate
+a small-model server reaches, so the client must not be the bottleneck it measures), sends
+exactly `requests` POSTs to loopback, and returns every latency and the wall time from the
+first send to the last answer. A non-200 answer stops the run: a fast error is not throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from dataclasses import dataclass
+
+from benchmarks.stats import percentile
+
+
+@dataclass
+class Load:
+    requests: int
+    concurrency: int
+    seconds: float
+    latencies: list[float]  # seconds, one per request
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.latencies, 50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.latencies, 99) * 1000
+
+
+async def _callers(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    remaining = requests
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=300)) as session:
+
+        async def caller() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    answer = await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{url} answered {response.status}: {answer[:300]!r}")
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        return latencies, started, time.perf_counter()
+
+
+def _process(job: tuple) -> tuple[list[float], float, float]:  # type: ignore[type-arg]
+    return asyncio.run(_callers(*job))
+
+
+def drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int, processes: int = 2) -> Load:
+    """`requests` POSTs of `body` with `concurrency` callers in flight, spread over `processes`."""
+    processes = max(1, min(processes, concurrency))
+    shares = [requests // processes + (i < requests % processes) for i in range(processes)]
+    callers = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    jobs = [(url, body, headers, n, c) for n, c in zip(shares, callers)]
+    if processes == 1:
+        results = [_process(jobs[0])]
+    else:
+        # time.perf_counter is system-wide on Linux (CLOCK_MONOTONIC), so the processes' clocks agree
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            results = pool.map(_process, jobs)
+    latencies = [lat for result in results for lat in result[0]]
+    seconds = max(r[2] for r in results) - min(r[1] for r in results)
+    return Load(requests, concurrency, seconds, latencies)

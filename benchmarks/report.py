@@ -1,0 +1,187 @@
+"""Turns the benchmark scripts' JSON into ratios against the targets, a markdown report and plots.
+
+Reads what `medfn bench` left in --results (cold_start.json, server_cold_start.json,
+overhead.json, serving.json, pipeline.json, costs.json; a missing one is reported as not run),
+prints the targets with their measured ratios, and writes --markdown with two PNGs beside it:
+throughput against concurrency, and latency distributions at each model's highest level.
+
+    .venv/bin/python benchmarks/report.py --results .medfn/bench/results --markdown benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.stats import machine  # noqa: E402
+
+PEERS = ("kserve", "bentoml")
+
+
+def load(results: Path) -> dict[str, dict]:
+    found = {}
+    for path in sorted(results.glob("*.json")):
+        found[path.stem] = json.loads(path.read_text())
+    return found
+
+
+def serving_row(rows: list[dict], model: str, server: str, concurrency: int, encoding: str = "json") -> dict | None:
+    return next((r for r in rows if (r["model"], r["server"], r["concurrency"], r["encoding"]) == (model, server, concurrency, encoding)), None)
+
+
+def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(target, goal, measured, met?) rows: every ratio the issue asks for, computed, never assumed."""
+    out = []
+    serving = data.get("serving")
+    if serving:
+        rows = serving["rows"]
+        for model, encoding, goal in (("small", "json", 2.0), ("resnet18", "json", 2.0), ("resnet18", "binary", 3.0)):
+            medfn = serving_row(rows, model, "medfn", 8, encoding)
+            peers = [r for p in PEERS if (r := serving_row(rows, model, p, 8))]
+            if medfn and peers:
+                best = max(peers, key=lambda r: r["rps"])
+                ratio = medfn["rps"] / best["rps"]
+                out.append((f"req/s at concurrency 8, {model}, medfn {encoding} / best peer ({best['server']}, JSON)",
+                            f">= {goal:.0f}x", f"{ratio:.2f}x ({medfn['rps']:.0f} vs {best['rps']:.0f})", yes(ratio >= goal)))
+        for model in ("small", "resnet18"):
+            medfn = serving_row(rows, model, "medfn", 32)
+            peers = [r for p in PEERS if (r := serving_row(rows, model, p, 32))]
+            if medfn and peers:
+                best = min(peers, key=lambda r: r["p99_ms"])
+                ratio = medfn["p99_ms"] / best["p99_ms"]
+                out.append((f"p99 at concurrency 32, {model}, medfn / lowest peer ({best['server']})", "<= 0.50",
+                            f"{ratio:.2f} ({medfn['p99_ms']:.1f} vs {best['p99_ms']:.1f} ms)", yes(ratio <= 0.5)))
+    cold = data.get("server_cold_start")
+    if cold and "kserve" in cold["median_s"]:
+        m, k = cold["median_s"]["medfn"], cold["median_s"]["kserve"]
+        out.append(("cold start, medfn serve / KServe (spawn to first 200)", "<= 0.50",
+                    f"{m / k:.2f} ({m * 1000:.0f} vs {k * 1000:.0f} ms)", yes(m / k <= 0.5)))
+    return out
+
+
+def yes(met: bool) -> str:
+    return "met" if met else "not met"
+
+
+def plot(serving: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, models = serving["rows"], sorted({r["model"] for r in serving["rows"]}, reverse=True)
+    series = sorted({(r["server"], r["encoding"]) for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for server, encoding in series:
+            points = sorted((r["concurrency"], r["rps"]) for r in rows if (r["model"], r["server"], r["encoding"]) == (model, server, encoding))
+            if points:
+                ax.plot(*zip(*points), marker="o", linestyle="--" if encoding == "binary" else "-", label=f"{server} ({encoding})")
+        ax.set(title=f"{model}: throughput", xlabel="concurrency (callers in flight)", ylabel="requests/s", xscale="log")
+        ax.set_xticks(serving["levels"], [str(x) for x in serving["levels"]])
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "bench_throughput.png", dpi=100)
+    top = max(serving["levels"])
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        chosen = [r for r in rows if r["model"] == model and r["concurrency"] == top]
+        ax.boxplot([r["latencies_ms"] for r in chosen], whis=(1, 99), showfliers=False)
+        ax.set_xticks(range(1, len(chosen) + 1), [f"{r['server']}\n{r['encoding']}" for r in chosen])
+        ax.set(title=f"{model}: latency at concurrency {top} (whiskers p1-p99)", ylabel="ms", yscale="log")
+    fig.tight_layout()
+    fig.savefig(folder / "bench_latency.png", dpi=100)
+    return ["bench_throughput.png", "bench_latency.png"]
+
+
+def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) -> str:
+    host = (data.get("serving") or {}).get("machine") or machine()
+    lines = [
+        "# Benchmark results", "",
+        f"Measured {date.today().isoformat()} on {host['cpu']}, {host['cores']} cores **shared with other work** "
+        f"(load average {host['load_average']} when the serving runs ended), CPython {host['python']}, onnxruntime on CPU. "
+        "Every server and the load generator share those 2 cores, so read the ratios, not the absolute rates.", "",
+        "Produced by `.venv/bin/medfn bench` (`pip install -e '.[bench]'`), which ran:", "",
+        *[f"    {c}" for c in commands], "",
+        "## Targets", "", "| target | goal | measured | |", "|---|---|---|---|",
+        *[f"| {t} | {g} | {m} | {ok} |" for t, g, m, ok in targets(data)], "",
+    ]
+    serving = data.get("serving")
+    if serving:
+        versions = ", ".join(f"{k} {v}" for k, v in serving["versions"].items())
+        lines += ["## Serving: medfn serve, KServe, BentoML", "",
+                  f"Same ONNX files, same OIP v2 JSON body, one server process each, their defaults ({versions}); "
+                  "medfn also with the binary tensor extension. Models: `small` = breast_mass's MLP (30 features), "
+                  "`resnet18` = model_store/build/resnet18_bench.py.", "",
+                  "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|",
+                  *[f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
+                    f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for r in serving["rows"]], ""]
+        lines += [f"- skipped {k}: {v}" for k, v in serving["skipped"].items()]
+        lines += [f"![{p}]({p})" for p in pictures] + [""]
+    if "server_cold_start" in data:
+        cold = data["server_cold_start"]
+        lines += ["## Cold start of the servers (spawn to first 200, small model)", "", "| server | median ms | samples ms |", "|---|---|---|",
+                  *[f"| {k} | {v * 1000:.0f} | {', '.join(f'{s * 1000:.0f}' for s in cold['samples_s'][k])} |" for k, v in cold["median_s"].items()], ""]
+    if "cold_start" in data:
+        rows = data["cold_start"]["functions"]
+        lines += ["## Cold start of each Lambda handler beside the floor, and peak memory", "",
+                  f"Median of {data['cold_start']['runs']} fresh processes. Floor: imports + session + one run; app floor: "
+                  "+ a one-route FastAPI app behind Mangum; handler: medfn init + first 200 to an API Gateway event; "
+                  "peak memory: the handler process's ru_maxrss.", "",
+                  "| function | floor ms | app floor ms | handler ms | handler / floor | peak MiB |", "|---|---|---|---|---|---|",
+                  *[f"| {f} | {r['floor'] * 1000:.0f} | {r['app floor'] * 1000:.0f} | {r['handler'] * 1000:.0f} "
+                    f"| {r['handler'] / r['floor']:.2f} | {r['peak_rss_mib']:.0f} |" for f, r in rows.items()], ""]
+    if "overhead" in data:
+        o = data["overhead"]
+        lines += ["## Warm per-call overhead over a bare session.run", "", f"{o['function']}, {o['calls']} calls x 5 rounds.", "",
+                  "| path | us per call | overhead us | ratio to bare |", "|---|---|---|---|",
+                  f"| bare session.run | {o['bare_us']:.0f} | | |",
+                  *[f"| {label} | {o[key]:.0f} | {o[key] - o['bare_us']:.0f} | {o[key] / o['bare_us']:.2f} |"
+                    for label, key in (("handler, OIP binary", "oip_binary_us"), ("handler, task route PNG", "task_png_us"))], ""]
+    if "pipeline" in data:
+        p = data["pipeline"]
+        lines += ["## Scan pipeline throughput beside the decode + inference floor", "",
+                  f"{p['scans']} scans of {p['size']}x{p['size']} per kind, median of {p['rounds']} rounds.", "",
+                  "| kind | floor scans/s | watch scans/s | watch / floor |", "|---|---|---|---|",
+                  *[f"| {r['kind']} | {r['floor_scans_s']:.1f} | {r['watch_scans_s']:.1f} | {r['ratio']:.2f} |" for r in p["rows"]], ""]
+    if "costs" in data:
+        lines += ["## Package size and cost per million calls", "",
+                  "Warm duration of the handler answering a task request on this machine; arm64 Lambda (duration x memory + "
+                  "$0.20 per million requests, API Gateway not included) beside SageMaker Serverless Inference at the smallest "
+                  "size holding the same memory (1 GB steps), same duration, plus its data-processing charge. Prices and their "
+                  "source: src/medfn/metering/pricing.py.", "",
+                  "| function | memory MB | ms | zip MiB | unzipped MiB | Lambda $/M | SageMaker $/M | SageMaker / Lambda |",
+                  "|---|---|---|---|---|---|---|---|",
+                  *[f"| {r['function']} | {r['memory_mb']} | {r['duration_ms']:.2f} | {r['zip_mib']:.1f} | {r['unzipped_mib']:.1f} "
+                    f"| {r['lambda_per_million']:.2f} | {r['sagemaker_per_million']:.2f} | {r['sagemaker_per_million'] / r['lambda_per_million']:.2f} |"
+                    for r in data["costs"]["rows"]], ""]
+    missing = {"serving", "server_cold_start", "cold_start", "overhead", "pipeline", "costs"} - set(data)
+    if missing:
+        lines += [f"Not run: {', '.join(sorted(missing))}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--markdown", type=Path, required=True)
+    args = parser.parse_args()
+    data = load(args.results)
+    commands_file = args.results / "commands.txt"
+    commands = commands_file.read_text().splitlines() if commands_file.exists() else []
+    print("\ntargets (measured ratios):")
+    for target, goal, measured, met in targets(data):
+        print(f"  {target}: {measured}  [goal {goal}: {met}]")
+    pictures = plot(data["serving"], args.markdown.parent) if "serving" in data else []
+    args.markdown.write_text(markdown(data, commands, pictures))
+    print(f"\nwrote {args.markdown}" + (f" and {', '.join(pictures)} beside it" if pictures else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Requests/s and latency (p50, p99) of `medfn serve`, KServe and BentoML on the same ONNX files.
+
+For each model (small: breast_mass's MLP; resnet18: a ResNet-18-shaped classifier) each server
+is started alone, warmed up, then driven by benchmarks/loadgen.py with the same OIP v2 JSON
+body, request count and concurrency at each level; medfn is driven a second time with the
+binary tensor extension (the peers are not: KServe's REST server and our BentoML service take
+JSON). Every server runs its defaults with one process; so does medfn (`medfn serve`).
+Peers are installed into .medfn/peers/ on first use; one that cannot be is reported, not faked.
+
+    .venv/bin/python benchmarks/serving_compare.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import peers, servers  # noqa: E402
+from benchmarks.loadgen import drive  # noqa: E402
+from benchmarks.stats import machine  # noqa: E402
+
+SERVERS = ("medfn", "kserve", "bentoml")
+PEER_MODULES = {"kserve": "kserve", "bentoml": "bentoml"}
+# Requests per level: enough for a p99 of the small model; bounded so a slow peer on the
+# ResNet (~15 req/s) still finishes a level in about 20 s.
+REQUESTS = {"small": (3000, 600), "resnet18": (300, 64)}  # (full, --quick)
+LEVELS = {"full": [1, 8, 32], "quick": [8, 32]}
+
+
+def measure(server: str, model: servers.BenchModel, key: str, python: Path | None, work: Path,
+            levels: list[int], requests: int, processes: int, progress) -> list[dict]:  # type: ignore[no-untyped-def]
+    root = work / f"{server}-{key}"
+    root.mkdir()
+    launch = servers.launch_spec(server, model, root, servers.free_port(), python)
+    log = root / "server.log"
+    started = time.perf_counter()
+    process = servers.start(launch, log)
+    rows = []
+    try:
+        servers.wait_first_answer(launch, model.json_body(), process, log, started)
+        bodies = {"json": (model.json_body(), {"content-type": "application/json"})}
+        if server == "medfn":
+            bodies["binary"] = model.binary_body()
+        for encoding, (body, headers) in bodies.items():
+            drive(launch.infer_url, body, headers, max(16, 2 * max(levels)), max(levels), processes)  # warm-up
+            for concurrency in levels:
+                load = drive(launch.infer_url, body, headers, requests, concurrency, processes)
+                rows.append({"model": key, "server": server, "encoding": encoding, "concurrency": concurrency,
+                             "requests": requests, "rps": load.rps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
+                             "latencies_ms": [round(x * 1000, 3) for x in load.latencies]})
+                progress.update(1)
+    finally:
+        servers.stop(process)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="two levels (8, 32), fewer requests")
+    parser.add_argument("--models", default="small,resnet18")
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--levels", help="concurrency levels, comma-separated (default 1,8,32; --quick 8,32)")
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes (2)")
+    parser.add_argument("--json", type=Path, help="write the rows, skipped peers and the machine here")
+    args = parser.parse_args()
+    from tqdm import tqdm
+
+    levels = [int(x) for x in args.levels.split(",")] if args.levels else LEVELS["quick" if args.quick else "full"]
+    keys, names = args.models.split(","), args.servers.split(",")
+    skipped, versions, pythons = {}, {}, {}
+    for name in names:
+        if name in PEER_MODULES:
+            python, why = peers.ensure(name)
+            if python is None:
+                skipped[name] = why
+                continue
+            pythons[name], versions[name] = python, peers.version(python, PEER_MODULES[name])
+    names = [n for n in names if n not in skipped]
+    rows: list[dict] = []
+    work_dir = REPO / ".medfn" / "bench"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    models = servers.bench_models(work_dir)
+    steps = sum(len(levels) * (2 if n == "medfn" else 1) for n in names) * len(keys)
+    with tempfile.TemporaryDirectory(prefix="medfn-serving-") as tmp, tqdm(total=steps, desc="serving", file=sys.stderr) as bar:
+        for key in keys:
+            requests = REQUESTS[key][1 if args.quick else 0]
+            for name in names:
+                rows += measure(name, models[key], key, pythons.get(name), Path(tmp), levels, requests, args.processes, bar)
+    report(rows, skipped)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "levels": levels,
+                                         "machine": machine()}))
+
+
+def report(rows: list[dict], skipped: dict[str, str]) -> None:
+    print(f"{'model':9} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in rows:
+        print(f"{r['model']:9} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
+              f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+
+
+if __name__ == "__main__":
+    main()

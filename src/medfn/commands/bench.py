@@ -1,0 +1,59 @@
+"""`medfn bench`: every benchmark in one run, figures printed as ratios against their targets.
+
+The work is in the scripts under benchmarks/ (each runnable alone, each writing JSON); this
+command runs them in turn from a checkout and hands their JSON to benchmarks/report.py, which
+prints the ratios and writes the markdown and plots. Peers (KServe, BentoML) are installed into
+.medfn/peers/ on first use, which takes a few minutes once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HELP = "benchmark medfn against its floors and against KServe and BentoML; results as ratios"
+
+# section -> (script, full-run arguments, --quick arguments); --quick keeps the lot near 3 minutes
+SECTIONS: dict[str, tuple[str, list[str], list[str]]] = {
+    "cold_start": ("cold_start.py", ["--runs", "10"], ["--runs", "1"]),
+    "server_cold_start": ("server_cold_start.py", ["--runs", "5"], ["--runs", "2"]),
+    "overhead": ("overhead.py", ["--calls", "1000"], ["--calls", "200"]),
+    "serving": ("serving_compare.py", [], ["--quick"]),
+    "pipeline": ("pipeline_throughput.py", ["--rounds", "3"], ["--scans", "60", "--size", "256", "--rounds", "1"]),
+    "costs": ("function_costs.py", ["--calls", "200"], ["--calls", "50"]),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="fewer runs and requests (about 3 minutes); results in --out only")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
+    parser.add_argument("--out", type=Path, default=Path(".medfn") / "bench" / "results", help="JSON results folder")
+    parser.add_argument(
+        "--markdown", type=Path,
+        help="where the report goes (default: benchmarks/RESULTS.md for a full run, OUT/RESULTS.md for --quick)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    benchmarks = Path("benchmarks")
+    if not (benchmarks / "report.py").is_file():
+        print("run `medfn bench` from a medfn checkout: it needs the scripts in ./benchmarks/")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    commands = []
+    for name in args.only or list(SECTIONS):
+        script, full, quick = SECTIONS[name]
+        command = [sys.executable, str(benchmarks / script), *(quick if args.quick else full), "--json", str(args.out / f"{name}.json")]
+        commands.append(" ".join(["python", *command[1:]]))
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        started = time.monotonic()
+        if subprocess.run(command).returncode != 0:
+            print(f"{name} failed; the other sections still run")
+        print(f"== {name}: {time.monotonic() - started:.0f} s\n", flush=True)
+    markdown = args.markdown or (args.out / "RESULTS.md" if args.quick else benchmarks / "RESULTS.md")
+    (args.out / "commands.txt").write_text("\n".join(commands) + "\n")
+    report = [sys.executable, str(benchmarks / "report.py"), "--results", str(args.out), "--markdown", str(markdown)]
+    return subprocess.run(report).returncode

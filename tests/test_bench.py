@@ -1,0 +1,42 @@
+"""`medfn bench`'s cheap parts: its help, the percentile helper and the cost arithmetic.
+
+The benchmarks themselves are slow and load the machine; they run by hand (`medfn bench`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.stats import percentile
+from medfn.cli import main
+from medfn.metering import pricing
+
+
+def test_bench_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "--help"])
+    assert exited.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("q", [0, 1, 50, 90, 99, 100])
+def test_percentile_matches_numpy(q: float) -> None:
+    values = list(np.random.default_rng(3).exponential(size=101))
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    assert percentile([5.0], q) == 5.0
+
+
+def test_sagemaker_serverless_cost_rounds_memory_up_and_bills_per_ms() -> None:
+    # 512 MB runs on the 1 GB size; 1.2 ms bills as 2 ms; 1 GiB of data in and out at $0.016/GB
+    one_gib = 1024**3
+    cost = pricing.sagemaker_serverless_cost(1.2, 512, bytes_in=one_gib // 2, bytes_out=one_gib // 2)
+    assert cost == pytest.approx(0.002 * 1 * 0.00002 + 0.016)
+    assert pricing.sagemaker_serverless_cost(100, 3008) == pytest.approx(0.1 * 3 * 0.00002)
+    with pytest.raises(ValueError, match="6144"):
+        pricing.sagemaker_serverless_cost(1, 10240)
+
+
+def test_lambda_cost_per_million_at_100_ms_and_1_gb() -> None:
+    per_million = pricing.lambda_cost(100, 1024) * 1_000_000
+    assert per_million == pytest.approx(0.1 * 0.0000133334 * 1_000_000 + 0.20)
