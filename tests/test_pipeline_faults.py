@@ -1,8 +1,9 @@
 """A fault-injecting HTTP proxy in front of the moto server: S3 that is briefly (or always) down.
 
 The pipeline's real boto3 S3 client talks to this proxy (AWS_ENDPOINT_URL_S3); it forwards
-everything to moto except the object GETs it was told to fail, which get the 503 SlowDown
-S3 answers when overloaded. No boto3 code is patched.
+everything to moto except what it was told to fail: GETs of chosen objects, which get the
+503 SlowDown S3 answers when overloaded, or, during an outage, every request (or every write)
+answered 503 SlowDown, 500 InternalError, or not at all. No boto3 code is patched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import pytest
 
 _SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
               b"<Message>Please reduce your request rate.</Message></Error>")
+_INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+                   b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+OUTAGE_ANSWERS = ("503", "500", "drop")  # "drop": the connection closed with no answer
+_WRITES = ("PUT", "POST", "DELETE")  # PutObject, CopyObject, tagging, DeleteObject
 
 
 class FlakyS3:
@@ -25,6 +30,7 @@ class FlakyS3:
         self._failures: dict[str, int] = {}  # quoted key -> GETs still to fail (-1: all)
         self._lock = threading.Lock()
         self.failed: list[str] = []
+        self._outage: tuple[str, tuple[str, ...]] | None = None  # (answer, methods it hits)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,9 +52,26 @@ class FlakyS3:
         with self._lock:
             self._failures[quote(key, safe="/~")] = times
 
+    def go_down(self, answer: str = "503", writes_only: bool = False) -> None:
+        """Fail every request (or, `writes_only`, every write) until come_back()."""
+        assert answer in OUTAGE_ANSWERS, answer
+        with self._lock:
+            self._outage = (answer, _WRITES if writes_only else ("GET", "HEAD", *_WRITES))
+
+    def come_back(self) -> None:
+        with self._lock:
+            self._outage = None
+
     def clear(self) -> None:
         with self._lock:
             self._failures.clear()
+            self._outage = None
+
+    def _outage_answer(self, method: str) -> str | None:
+        with self._lock:
+            if self._outage and method in self._outage[1]:
+                return self._outage[0]
+        return None
 
     def _should_fail(self, method: str, path: str) -> bool:
         target, _, query = path.partition("?")
@@ -65,6 +88,14 @@ class FlakyS3:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else None
+        outage = self._outage_answer(request.command)
+        if outage == "drop":
+            request.close_connection = True  # the server closes the socket unanswered
+            return
+        if outage:
+            status, document = (503, _SLOW_DOWN) if outage == "503" else (500, _INTERNAL_ERROR)
+            self._answer(request, status, {"Content-Type": "application/xml"}, document)
+            return
         if self._should_fail(request.command, request.path):
             self._answer(request, 503, {"Content-Type": "application/xml"}, _SLOW_DOWN)
             return
@@ -115,3 +146,22 @@ def test_proxy_forwards_and_fails_on_demand(aws_env: str, flaky_s3: FlakyS3) -> 
     with pytest.raises(ClientError, match="SlowDown"):
         s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")
     assert s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")["Body"].read() == b"x"
+
+
+@pytest.mark.parametrize(("answer", "error"), [("503", "SlowDown"), ("500", "InternalError"), ("drop", "Connection was closed")])
+def test_proxy_outage_fails_every_request_until_it_ends(aws_env: str, flaky_s3: FlakyS3, answer: str, error: str) -> None:
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = boto3.client("s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    s3.create_bucket(Bucket="medfn-outage-check")
+    s3.put_object(Bucket="medfn-outage-check", Key="k", Body=b"x")
+    flaky_s3.go_down(answer, writes_only=True)
+    assert s3.get_object(Bucket="medfn-outage-check", Key="k")["Body"].read() == b"x"  # reads still work
+    with pytest.raises((ClientError, BotoCoreError), match=error):
+        s3.put_object(Bucket="medfn-outage-check", Key="k", Body=b"y")
+    flaky_s3.go_down(answer)
+    with pytest.raises((ClientError, BotoCoreError), match=error):
+        s3.get_object(Bucket="medfn-outage-check", Key="k")
+    flaky_s3.come_back()
+    assert s3.get_object(Bucket="medfn-outage-check", Key="k")["Body"].read() == b"x"
