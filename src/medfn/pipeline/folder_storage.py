@@ -8,8 +8,8 @@ new one is a new upload while the same file seen twice is not.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import uuid
 from pathlib import Path
 
 from medfn.errors import PayloadTooLarge
@@ -26,8 +26,14 @@ class FolderStorage:
         self.incoming = self.root / "incoming"
         self.results = self.root / "results"
         self.quarantined = self.root / "quarantine"
-        for folder in (self.incoming, self.results, self.quarantined):
+        self.partial = self.root / ".partial"  # files being written, renamed into place when whole
+        for folder in (self.incoming, self.results, self.quarantined, self.partial):
             folder.mkdir(parents=True, exist_ok=True)
+        # A process killed between a write and its rename leaves the partial file behind, and
+        # nothing would rename it: its scan has no record yet, so it is written again anyway.
+        # (A watcher running beside this one meanwhile sees one write fail, and retries it.)
+        for abandoned in self.partial.iterdir():
+            abandoned.unlink(missing_ok=True)
 
     def ref_for(self, path: Path) -> ObjectRef:
         stat = path.stat()
@@ -51,7 +57,7 @@ class FolderStorage:
 
     def write_result(self, ref: ObjectRef, suffix: str, document: bytes) -> str:
         target = self.results / f"{ref.key}{suffix}"
-        _write_atomically(target, document)
+        self._write_atomically(target, document)
         return str(target)
 
     def quarantine(self, ref: ObjectRef, code: str, reason: str) -> str:
@@ -64,7 +70,7 @@ class FolderStorage:
         except OSError as exc:
             raise StorageUnavailable("the file could not be copied to quarantine") from exc
         reason_doc = {"code": code, "reason": reason, "quarantined_at": now_iso()}
-        _write_atomically(target.with_name(target.name + ".reason.json"), json.dumps(reason_doc, indent=2).encode())
+        self._write_atomically(target.with_name(target.name + ".reason.json"), json.dumps(reason_doc, indent=2).encode())
         return str(target)
 
     def release(self, ref: ObjectRef) -> None:
@@ -74,12 +80,12 @@ class FolderStorage:
             raise StorageUnavailable("the quarantined file could not be removed from incoming") from exc
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Readers of DIR/results never see half a file: write beside it, then rename."""
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        partial.replace(target)
-    except OSError as exc:
-        raise StorageUnavailable(f"{target.name} could not be written") from exc
+    def _write_atomically(self, target: Path, data: bytes) -> None:
+        """Readers of DIR/results never see half a file: write in DIR/.partial, then rename."""
+        partial = self.partial / f"{uuid.uuid4().hex}.part"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)
+            partial.replace(target)
+        except OSError as exc:
+            raise StorageUnavailable(f"{target.name} could not be written") from exc

@@ -51,7 +51,7 @@ class ScanWorker:
             analysis = analyse(self.plane, self.model, data)
         except Exception as exc:  # sorted below: poison is recorded, the rest retried
             if is_poison(exc):
-                return self._reject(ref, exc)
+                return self._reject(ref, exc, attempt)
             return self._retry_or_give_up(ref, exc, attempt)
         try:
             return self._accept(ref, analysis)
@@ -74,8 +74,8 @@ class ScanWorker:
         log.info("result for %s (%s, sop %s): %s", ref.key, ref.identity, record.sop_instance_uid or "-", record.top_label)
         return "result"
 
-    def _reject(self, ref: ObjectRef, exc: BaseException) -> Handled:
-        """A poison object: one error record, quarantined, never retried."""
+    def _reject(self, ref: ObjectRef, exc: BaseException, attempt: int | None) -> Handled:
+        """A poison object: one error record, quarantined, never retried (unless storage fails)."""
         code, reason = error_code(exc), safe_reason(exc)
         try:
             # An object that is gone cannot be quarantined; its record says why.
@@ -86,8 +86,8 @@ class ScanWorker:
             )
             if location:
                 self.storage.release(ref)
-        except Exception as failure:
-            raise TransientFailure(f"{ref.key}: quarantine or record failed: {safe_reason(failure)}") from None
+        except Exception as failure:  # counted like any storage failure: the last attempt leaves a record
+            return self._retry_or_give_up(ref, failure, attempt)
         log.warning("error for %s (%s): %s [%s]", ref.key, ref.identity, reason, code)
         return "error" if written else "duplicate"
 
