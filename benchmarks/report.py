@@ -85,6 +85,8 @@ def plot(serving: dict, folder: Path) -> list[str]:
                 ax.plot(*zip(*points), marker="o", linestyle="--" if encoding == "binary" else "-", label=f"{server} ({encoding})")
         ax.set(title=f"{model}: throughput", xlabel="concurrency (callers in flight)", ylabel="requests/s", xscale="log")
         ax.set_xticks(serving["levels"], [str(x) for x in serving["levels"]])
+        ax.minorticks_off()  # log-scale minor labels would overprint the levels
+        ax.set_ylim(bottom=0)
         ax.legend()
     fig.tight_layout()
     fig.savefig(folder / "bench_throughput.png", dpi=100)

@@ -132,6 +132,22 @@ def wait_first_answer(launch: Launch, body: bytes, process: subprocess.Popen, lo
     raise RuntimeError(f"{launch.server} gave no 200 in {limit_s} s; see {log}")
 
 
+def check_answer(launch: Launch, model: BenchModel) -> None:
+    """Raise unless the server's answer to the JSON body is what onnxruntime computes here:
+    a fast wrong answer must not count as throughput."""
+    import onnxruntime
+
+    request = urllib.request.Request(launch.infer_url, data=model.json_body(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    data = np.asarray(answer["outputs"][0]["data"], dtype=np.float32).reshape(model.output_shape)
+    sent = json.loads(model.json_body())["inputs"][0]["data"]
+    feeds = {model.input: np.asarray(sent, dtype=np.float32).reshape(model.shape)}
+    expected = onnxruntime.InferenceSession(str(model.onnx)).run([model.output], feeds)[0]
+    if not np.allclose(data, expected, rtol=1e-3, atol=1e-5):
+        raise RuntimeError(f"{launch.server} answered {data.ravel()[:4]}..., onnxruntime gives {expected.ravel()[:4]}...")
+
+
 def stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
     import signal
 

@@ -45,6 +45,7 @@ def measure(server: str, model: servers.BenchModel, key: str, python: Path | Non
     rows = []
     try:
         servers.wait_first_answer(launch, model.json_body(), process, log, started)
+        servers.check_answer(launch, model)
         bodies = {"json": (model.json_body(), {"content-type": "application/json"})}
         if server == "medfn":
             bodies["binary"] = model.binary_body()
