@@ -24,6 +24,7 @@ CONTENT_TYPES = {
     ".txt": ("text/plain", "application/json"),
     ".bin": EVERY_TYPE,
 }
+MEBIBYTE = 1 << 20
 IMAGES = [name for name in COMMITTED if name.endswith((".png", ".jpg", ".dcm"))]
 
 
@@ -83,8 +84,8 @@ def test_task_route_refuses_20_mb_of_noise(client: httpx.Client, model: str) -> 
     assert response.status_code == 413
     assert_refused(response)
     # without a Content-Length the limit is enforced while the body streams in
-    chunked = client.post(predict(model), content=iter([data[i : i + 1 << 20] for i in range(0, len(data), 1 << 20)]),
-                          headers={"content-type": "image/png"})
+    chunks = (data[start : start + MEBIBYTE] for start in range(0, len(data), MEBIBYTE))
+    chunked = client.post(predict(model), content=chunks, headers={"content-type": "image/png"})
     assert chunked.status_code == 413
     assert_refused(chunked)
 
