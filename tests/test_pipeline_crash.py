@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -22,8 +21,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import REPO
 from tests.test_pipeline_corpus import Scan, corpus
@@ -72,6 +69,10 @@ def files_under(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+def key_is_poison(scans: list[Scan], key: str) -> bool:
+    return next(s for s in scans if s.key == key).poison
+
+
 def test_killed_twice_mid_backlog_then_restarted(tmp_path: Path) -> None:
     scans = backlog()
     for scan in scans:
@@ -116,10 +117,6 @@ def test_killed_twice_mid_backlog_then_restarted(tmp_path: Path) -> None:
     assert files_under(tmp_path / "incoming") == good  # the poison released, once quarantined
     # The partial files the kills left were removed when the next watcher started.
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
-
-
-def key_is_poison(scans: list[Scan], key: str) -> bool:
-    return next(s for s in scans if s.key == key).poison
 
 
 def test_poison_recorded_but_not_removed_is_removed_on_restart(tmp_path: Path, classifier_handler: Any) -> None:
