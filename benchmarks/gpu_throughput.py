@@ -3,7 +3,7 @@
 Serves the scan_segmenter U-Net and a ResNet-18-shaped classifier (random weights: the
 throughput is real, the answers mean nothing; model_store/build/resnet18_bench.py) with
 `medfn serve` in a child process, exactly as containers/gpu.Dockerfile runs it, with
-[dynamic_batching] at --batch rows. Load generator processes (asyncio + httpx, the binary
+[dynamic_batching] at --batch rows. Load generator processes (asyncio + aiohttp, benchmarks/loadgen.py; the binary
 tensor extension, one image a request) drive it at low load (1 caller) and high load
 (--high-concurrency callers, bounded request counts). In the same run, on the same
 providers, a bare session runs batches of --batch (and of 1) through medfn.runtime: I/O
@@ -29,9 +29,7 @@ log line. torch is not needed: the ResNet-18 is written with onnx.helper (or --r
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -46,6 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.loadgen import drive  # noqa: E402
 from medfn.runtime import make_session, run_session, session_device  # noqa: E402
 from model_store.build import convert_fp16, resnet18_bench  # noqa: E402
 
@@ -147,44 +146,15 @@ def request_body(kind: str, seed: int, rows: int = 1) -> tuple[bytes, dict[str, 
     return head + raw, {"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"}
 
 
-async def _drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float, float]:
-    latencies: list[float] = []
-    remaining = requests
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
-
-        async def caller() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                if response.status_code != 200:
-                    raise RuntimeError(f"server answered {response.status_code}: {response.text[:200]}")
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
-        return latencies, started, time.perf_counter()
-
-
-def _client(args: tuple) -> tuple[list[float], float, float]:  # type: ignore[type-arg]
-    return asyncio.run(_drive(*args))
-
-
 def load(url: str, kind: str, requests: int, concurrency: int, clients: int, rows: int = 1) -> tuple[float, list[float]]:
-    """rows/s and latencies from `clients` processes sharing `concurrency` callers, `rows` images a request."""
-    clients = max(1, min(clients, concurrency))
+    """rows/s and latencies from `clients` processes sharing `concurrency` callers, `rows` images a request.
+
+    The load generator shared with `medfn bench` (aiohttp): httpx's client spent ~3.7 ms of
+    CPU a request, so with it the first H100 runs measured the client as much as the server.
+    """
     body, headers = request_body(kind, seed=1, rows=rows)
-    jobs = [(url, body, headers, requests // clients, concurrency // clients) for _ in range(clients)]
-    if clients == 1:
-        results = [_client(jobs[0])]
-    else:
-        with multiprocessing.get_context("spawn").Pool(clients) as pool:
-            results = pool.map(_client, jobs)
-    latencies = [lat for result in results for lat in result[0]]
-    elapsed = max(r[2] for r in results) - min(r[1] for r in results)
-    return len(latencies) * rows / elapsed, latencies
+    result = drive(url, body, headers, requests, concurrency, clients)
+    return len(result.latencies) * rows / result.seconds, result.latencies
 
 
 def serve(root: Path, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:  # type: ignore[type-arg]
@@ -228,7 +198,9 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
         if args.require_cuda and not after["device"].startswith("cuda"):
             raise SystemExit(f"--require-cuda: the server runs {name} on {after['device']}")
         batches = after["batch_count"] - before["batch_count"]
-        mean = (after["batch_requests"] - before["batch_requests"]) / batches if batches else 0.0
+        # with several server processes the two snapshots may come from different ones
+        one_process = args.server_workers == 1
+        mean = (after["batch_requests"] - before["batch_requests"]) / batches if batches and one_process else 0.0
         rows.append(Row(kind, precision, "server", level, concurrency, rate, percentile(latencies, 50),
                         percentile(latencies, 99), after["device"], round(mean, 2)))
     return rows
