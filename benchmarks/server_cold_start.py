@@ -1,6 +1,6 @@
 """Cold start of each server: process spawn to the first 200 from its infer route, same model.
 
-`medfn serve`, KServe's model server and BentoML each start on the small model (breast_mass's
+`medfn serve`, KServe's model server and BentoML each start on a small model (breast_mass's
 ONNX file) and are polled every 10 ms with the OIP v2 JSON body until one answer is a 200.
 Rounds alternate the servers so machine noise hits all alike; after one unrecorded round
 (page cache, byte-code caches) the median of --runs rounds is printed with medfn / peer ratios.
@@ -52,7 +52,7 @@ def main() -> None:
             skipped[peer] = why
         else:
             pythons[peer] = python
-    model = servers.bench_models(REPO / ".medfn" / "bench")["small"]
+    model = servers.bench_models(REPO / ".medfn" / "bench")["breast_mass"]
     samples: dict[str, list[float]] = {name: [] for name in pythons}
     with tempfile.TemporaryDirectory(prefix="medfn-cold-") as tmp:
         for round_ in tqdm(range(args.runs + 1), desc="server cold start", file=sys.stderr):

@@ -49,16 +49,20 @@ class BenchModel:
 
 
 def bench_models(work: Path) -> dict[str, BenchModel]:
-    """small: breast_mass's MLP (30 features); resnet18: a ResNet-18-shaped classifier built here."""
+    """Two small models (breast_mass's MLP on 30 features: all HTTP and framework; scan_classifier's
+    CNN on a 128x128 image: 160 KB of JSON a request) and a ResNet-18-shaped classifier built here."""
     sys.path.insert(0, str(REPO))
     from model_store.build import resnet18_bench
 
     resnet = work / "resnet18.onnx"
     if not resnet.exists():
         resnet18_bench.write(resnet)
+    store = REPO / "model_store"
     return {
-        "small": BenchModel("breast_mass", REPO / "model_store" / "breast_mass" / "1" / "model.onnx",
-                            "features", (1, 30), "probabilities", (1, 2)),
+        "breast_mass": BenchModel("breast_mass", store / "breast_mass" / "1" / "model.onnx", "features", (1, 30),
+                                  "probabilities", (1, 2)),
+        "scan_classifier": BenchModel("scan_classifier", store / "scan_classifier" / "1" / "model.onnx", "image",
+                                      (1, 1, 128, 128), "probabilities", (1, 2)),
         "resnet18": BenchModel("resnet18", resnet, "image", (1, 3, 224, 224), "probabilities", (1, 1000)),
     }
 

@@ -1,6 +1,7 @@
 """Requests/s and latency (p50, p99) of `medfn serve`, KServe and BentoML on the same ONNX files.
 
-For each model (small: breast_mass's MLP; resnet18: a ResNet-18-shaped classifier) each server
+For each model (breast_mass's MLP and scan_classifier's CNN, small; resnet18, a ResNet-18-shaped
+classifier) each server
 is started alone, warmed up, then driven by benchmarks/loadgen.py with the same OIP v2 JSON
 body, request count and concurrency at each level; medfn is driven a second time with the
 binary tensor extension (the peers are not: KServe's REST server and our BentoML service take
@@ -30,8 +31,9 @@ SERVERS = ("medfn", "kserve", "bentoml")
 PEER_MODULES = {"kserve": "kserve", "bentoml": "bentoml"}
 # Requests per level: enough for a p99 of the small model; bounded so a slow peer on the
 # ResNet (~15 req/s) still finishes a level in about 20 s.
-REQUESTS = {"small": (3000, 600), "resnet18": (300, 64)}  # (full, --quick)
+REQUESTS = {"breast_mass": (3000, 600), "scan_classifier": (2000, 400), "resnet18": (300, 64)}  # (full, --quick)
 LEVELS = {"full": [1, 8, 32], "quick": [8, 32]}
+MODELS = {"full": "breast_mass,scan_classifier,resnet18", "quick": "scan_classifier,resnet18"}
 
 
 def measure(server: str, model: servers.BenchModel, key: str, python: Path | None, work: Path,
@@ -64,8 +66,8 @@ def measure(server: str, model: servers.BenchModel, key: str, python: Path | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="two levels (8, 32), fewer requests")
-    parser.add_argument("--models", default="small,resnet18")
+    parser.add_argument("--quick", action="store_true", help="two levels (8, 32), two models, fewer requests")
+    parser.add_argument("--models", help=f"comma-separated (default {MODELS['full']}; --quick {MODELS['quick']})")
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--levels", help="concurrency levels, comma-separated (default 1,8,32; --quick 8,32)")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes (2)")
@@ -74,7 +76,8 @@ def main() -> None:
     from tqdm import tqdm
 
     levels = [int(x) for x in args.levels.split(",")] if args.levels else LEVELS["quick" if args.quick else "full"]
-    keys, names = args.models.split(","), args.servers.split(",")
+    keys = (args.models or MODELS["quick" if args.quick else "full"]).split(",")
+    names = args.servers.split(",")
     skipped, versions, pythons = {}, {}, {}
     for name in names:
         if name in PEER_MODULES:
@@ -101,9 +104,9 @@ def main() -> None:
 
 
 def report(rows: list[dict], skipped: dict[str, str]) -> None:
-    print(f"{'model':9} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'model':15} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
-        print(f"{r['model']:9} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
+        print(f"{r['model']:15} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
               f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
