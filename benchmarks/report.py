@@ -106,11 +106,13 @@ def plot(serving: dict, folder: Path) -> list[str]:
 
 def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) -> str:
     host = (data.get("serving") or {}).get("machine") or machine()
+    before = (data.get("started") or {}).get("load_average_before", "not recorded")
     lines = [
         "# Benchmark results", "",
-        f"Measured {date.today().isoformat()} on {host['cpu']}, {host['cores']} cores **shared with other work** "
-        f"(load average {host['load_average']} when the serving runs ended), CPython {host['python']}, onnxruntime on CPU. "
-        "Every server and the load generator share those 2 cores, so read the ratios, not the absolute rates.", "",
+        f"Measured {date.today().isoformat()} on {host['cpu']}, {host['cores']} cores **shared with other work**: load "
+        f"average {before} (1, 5, 15 min) just before the run, {host['load_average']} as the serving runs ended (the run "
+        f"itself keeps both cores busy). CPython {host['python']}, onnxruntime on CPU. Every server and the load generator "
+        "share those cores, so read the ratios, not the absolute rates.", "",
         "Produced by `.venv/bin/medfn bench` (`pip install -e '.[bench]'`), which ran:", "",
         *[f"    {c}" for c in commands], "",
         "## Targets", "", "| target | goal | measured | |", "|---|---|---|---|",

@@ -9,6 +9,8 @@ prints the ratios and writes the markdown and plots. Peers (KServe, BentoML) are
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print("run `medfn bench` from a medfn checkout: it needs the scripts in ./benchmarks/")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    # the load before the run says whether other work shared the machine; during it, the run itself loads it
+    (args.out / "started.json").write_text(json.dumps({"load_average_before": [round(x, 2) for x in os.getloadavg()]}))
     commands = []
     for name in args.only or list(SECTIONS):
         script, full, quick = SECTIONS[name]
