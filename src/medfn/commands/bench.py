@@ -32,7 +32,9 @@ SECTIONS: dict[str, tuple[str, list[str], list[str]]] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer runs and requests (about 3 minutes); results in --out only")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
-    parser.add_argument("--out", type=Path, default=Path(".medfn") / "bench" / "results", help="JSON results folder")
+    parser.add_argument(
+        "--out", type=Path, help="JSON results folder (default: .medfn/bench/results, or .medfn/bench/quick for --quick)"
+    )
     parser.add_argument(
         "--markdown", type=Path,
         help="where the report goes (default: benchmarks/RESULTS.md for a full run, OUT/RESULTS.md for --quick)",
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not (benchmarks / "report.py").is_file():
         print("run `medfn bench` from a medfn checkout: it needs the scripts in ./benchmarks/")
         return 2
+    args.out = args.out or Path(".medfn") / "bench" / ("quick" if args.quick else "results")
     args.out.mkdir(parents=True, exist_ok=True)
     # the load before the run says whether other work shared the machine; during it, the run itself loads it
     (args.out / "started.json").write_text(json.dumps({"load_average_before": [round(x, 2) for x in os.getloadavg()]}))
