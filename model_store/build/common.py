@@ -7,6 +7,7 @@ import json
 import random
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,28 @@ def deterministic(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def fit(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, epochs: int, batch: int,
+        learning_rate: float) -> torch.nn.Module:
+    """Minibatch AdamW with a one-cycle schedule, the loop both image models train with."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
+    steps = epochs * ((len(inputs) + batch - 1) // batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=steps)
+    for epoch in range(epochs):
+        model.train()
+        order, total = torch.randperm(len(inputs)), 0.0
+        for start in range(0, len(inputs), batch):
+            rows = order[start:start + batch]
+            value = loss(model(inputs[rows]), targets[rows])
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            schedule.step()
+            total += value.item() * len(rows)
+        print(f"epoch {epoch + 1}/{epochs}: loss {total / len(inputs):.4f}")
+    return model.eval()
 
 
 def quantize8(images: np.ndarray) -> np.ndarray:

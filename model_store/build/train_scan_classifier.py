@@ -59,22 +59,8 @@ def phantoms(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train(images: torch.Tensor, labels: torch.Tensor) -> ScanClassifier:
     model = ScanClassifier()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
-    steps = EPOCHS * ((len(images) + BATCH - 1) // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LEARNING_RATE, total_steps=steps)
-    for epoch in range(EPOCHS):
-        model.train()
-        order, total = torch.randperm(len(images)), 0.0
-        for start in range(0, len(images), BATCH):
-            batch = order[start:start + BATCH]
-            loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        print(f"epoch {epoch + 1}/{EPOCHS}: loss {total / len(images):.4f}")
-    return model.eval()
+    common.fit(model, images, labels, nn.functional.cross_entropy, epochs=EPOCHS, batch=BATCH, learning_rate=LEARNING_RATE)
+    return model
 
 
 def onnx_accuracy(images: np.ndarray, labels: np.ndarray) -> float:

@@ -77,22 +77,8 @@ def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def train(images: torch.Tensor, masks: torch.Tensor) -> UNet:
     model = UNet()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
-    steps = EPOCHS * ((len(images) + BATCH - 1) // BATCH)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LEARNING_RATE, total_steps=steps)
-    for epoch in range(EPOCHS):
-        model.train()
-        order, total = torch.randperm(len(images)), 0.0
-        for start in range(0, len(images), BATCH):
-            batch = order[start:start + BATCH]
-            loss = dice_bce_loss(model(images[batch]), masks[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        print(f"epoch {epoch + 1}/{EPOCHS}: loss {total / len(images):.4f}")
-    return model.eval()
+    common.fit(model, images, masks, dice_bce_loss, epochs=EPOCHS, batch=BATCH, learning_rate=LEARNING_RATE)
+    return model
 
 
 def mean_dice(probabilities: np.ndarray, masks: np.ndarray) -> float:
