@@ -1,7 +1,7 @@
 """How routes call the model: on a worker thread, or inline.
 
 A server with concurrent callers (uvicorn under `medfn serve`, a container) runs
-`session.run` on a worker thread so the event loop decodes the next request meanwhile. A
+`session.run` on a worker thread so the event loop reads the next request meanwhile. A
 Lambda environment serves one request at a time, so there the thread hop only adds cost:
 measured at ~0.4 ms a call under Mangum, more than the small model's own inference.
 """
@@ -9,11 +9,12 @@ measured at ~0.4 ms a call under Mangum, more than the small model's own inferen
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 if TYPE_CHECKING:
     from medfn.model import Model
@@ -26,8 +27,25 @@ async def run_inline(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
+def thread_runner(workers: int) -> Runner:
+    """As many worker threads as cores, behind one first-in-first-out queue.
+
+    Not Starlette's pool of 40: with 32 callers in flight its 32 busy threads fought over the
+    GIL. Measured on 2 cores, breast_mass at concurrency 32: 2,200 -> 3,200 requests/s, p50
+    14 -> 8.5 ms, p99 52 -> 44 ms.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medfn-model")
+
+    async def run_on_pool(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+
+    return run_on_pool
+
+
 def inference_runner(offload: bool) -> Runner:
-    return run_in_threadpool if offload else run_inline
+    from medfn.runtime import available_cores
+
+    return thread_runner(available_cores()) if offload else run_inline
 
 
 async def run_model(
