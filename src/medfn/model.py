@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,9 +54,6 @@ class Model:
     session: Any = field(default=None, repr=False)
     # Set by a server (medfn.batching.start_batchers); None: every request runs inline.
     batcher: DynamicBatcher | None = field(default=None, repr=False)
-    # One run at a time per session: each run already spreads over every core (intra-op
-    # threads), so a server's worker threads running it at once only fight over the cores.
-    _run_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # The media types the task route takes; empty: only raw tensors through OIP.
     media_types: ClassVar[frozenset[str]] = frozenset()
 
@@ -124,9 +120,7 @@ class Model:
         """One session run, of one request or of a whole batch."""
         from medfn.runtime import run_session
 
-        with self._run_lock:
-            outputs = run_session(self.session, names, inputs, self.device)
-        return dict(zip(names, outputs))
+        return dict(zip(names, run_session(self.session, names, inputs, self.device)))
 
     # -- the task route ----------------------------------------------------------------------
 
