@@ -1,15 +1,15 @@
-"""How routes call the model: on a worker thread, or inline.
+"""How routes call the model: inline on the event loop, or on a worker thread.
 
-A server with concurrent callers (uvicorn under `medfn serve`, a container) runs
-`session.run` on a worker thread so the event loop reads the next request meanwhile. A
-Lambda environment serves one request at a time, so there the thread hop only adds cost:
-measured at ~0.4 ms a call under Mangum, more than the small model's own inference.
+A Lambda environment serves one request at a time, so there every call runs inline: a thread
+hop only adds cost (measured at ~0.4 ms a call under Mangum, more than the small model's own
+inference). A server (uvicorn under `medfn serve`, a container) has concurrent callers, and
+there the right place depends on how long the call takes: `CostAwareRunner` decides per call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,30 +22,68 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Runner = Callable[..., Awaitable[Any]]
 
+# Calls whose recent cost is below this run inline. A thread hop costs ~100 us of CPU and a
+# GIL handover; a call this short blocks the loop for less than a few hops would cost.
+INLINE_BELOW_S = 0.001
+# Weight of the newest call in a function's running cost estimate.
+_SMOOTHING = 0.2
+
 
 async def run_inline(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
-def thread_runner(workers: int) -> Runner:
-    """As many worker threads as cores, behind one first-in-first-out queue.
+class CostAwareRunner:
+    """Cheap calls inline on the event loop; costly ones on a FIFO pool of as many threads as cores.
 
-    Not Starlette's pool of 40: with 32 callers in flight its 32 busy threads fought over the
-    GIL. Measured on 2 cores, breast_mass at concurrency 32: 2,200 -> 3,200 requests/s, p50
-    14 -> 8.5 ms, p99 52 -> 44 ms.
+    Each function (a bound method counts per object: one model's `run`, another's `predict`)
+    keeps a running estimate of its cost, taken from every call wherever it ran, so a model
+    whose inputs grow moves to the pool and back. A function never seen yet goes to the pool.
+
+    Cost is the calling thread's CPU time, not wall time: on a pool thread wall time also
+    counts the wait for the GIL, which under load would push even a 30 us call past the bar.
+
+    Measured on 2 cores, breast_mass (~30 us of inference) at concurrency 32: on the pool
+    3,000 requests/s, p99 44 ms; inline 5,400 requests/s, p99 11 ms. The pool itself is not
+    Starlette's 40 threads: with 32 callers in flight its 32 busy threads fought over the
+    GIL (2,200 requests/s, p99 52 ms).
     """
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medfn-model")
 
-    async def run_on_pool(fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+    def __init__(self, workers: int, inline_below_s: float = INLINE_BELOW_S) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medfn-model")
+        self._inline_below_s = inline_below_s
+        self._cost_s: dict[tuple[int, Any], float] = {}
 
-    return run_on_pool
+    def cost_s(self, fn: Callable[..., Any]) -> float | None:
+        """The running estimate for `fn`, in CPU seconds; None before its first call."""
+        return self._cost_s.get(_key(fn))
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        key = _key(fn)
+        cost = self._cost_s.get(key)
+        if cost is not None and cost < self._inline_below_s:
+            return self._timed(key, fn, args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, key, fn, args)
+
+    def _timed(self, key: tuple[int, Any], fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        started = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            spent = time.thread_time() - started
+            previous = self._cost_s.get(key)
+            self._cost_s[key] = spent if previous is None else previous + _SMOOTHING * (spent - previous)
+
+
+def _key(fn: Callable[..., Any]) -> tuple[int, Any]:
+    # A bound method is a new object on every attribute access: key it by (object, function).
+    return id(getattr(fn, "__self__", None)), getattr(fn, "__func__", fn)
 
 
 def inference_runner(offload: bool) -> Runner:
     from medfn.runtime import available_cores
 
-    return thread_runner(available_cores()) if offload else run_inline
+    return CostAwareRunner(available_cores()) if offload else run_inline
 
 
 async def run_model(

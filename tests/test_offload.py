@@ -1,0 +1,68 @@
+"""Where a server runs a call: inline while the function is cheap, on the model pool while it is not."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from medfn.http.offload import CostAwareRunner
+
+
+def where(spend_s: float = 0.0) -> str:
+    """Burns `spend_s` of this thread's CPU, then names the thread it ran on."""
+    started = time.thread_time()
+    while time.thread_time() - started < spend_s:
+        pass
+    return threading.current_thread().name
+
+
+def calls(runner: CostAwareRunner, *spends: float) -> list[str]:
+    async def run_all() -> list[str]:
+        return [await runner(where, spend) for spend in spends]
+
+    return asyncio.run(run_all())
+
+
+def test_a_function_never_seen_runs_on_the_pool_then_inline_once_it_proved_cheap() -> None:
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+    first, second, third = calls(runner, 0.0, 0.0, 0.0)
+    assert first.startswith("medfn-model")
+    assert second == third == threading.main_thread().name
+    assert runner.cost_s(where) is not None and runner.cost_s(where) < 0.001
+
+
+def test_a_costly_function_stays_on_the_pool() -> None:
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+    assert all(name.startswith("medfn-model") for name in calls(runner, 0.005, 0.005, 0.005))
+    assert runner.cost_s(where) >= 0.001  # type: ignore[operator]
+
+
+def test_a_cheap_function_that_turns_costly_moves_to_the_pool_and_back() -> None:
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+    # learns it is cheap, then one 30 ms call (inline: the estimate said cheap) moves it out
+    names = calls(runner, 0.0, 0.0, 0.030, 0.0)
+    assert names[1] == names[2] == threading.main_thread().name
+    assert names[3].startswith("medfn-model")
+    # cheap calls on the pool bring the estimate back under the bar
+    names = calls(runner, *[0.0] * 30)
+    assert names[-1] == threading.main_thread().name
+
+
+def test_bound_methods_of_different_objects_are_costed_apart() -> None:
+    class Model:
+        def __init__(self, spend_s: float) -> None:
+            self.spend_s = spend_s
+
+        def run(self) -> str:
+            return where(self.spend_s)
+
+    cheap, costly = Model(0.0), Model(0.005)
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+
+    async def run_all() -> list[str]:
+        return [await runner(model.run) for model in (cheap, costly, cheap, costly)]
+
+    names = asyncio.run(run_all())
+    assert names[2] == threading.main_thread().name
+    assert names[3].startswith("medfn-model")
