@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import deque
-from dataclasses import astuple, fields
+from dataclasses import fields
+from operator import attrgetter
 from pathlib import Path
 
 from medfn.metering.record import UsageRecord
@@ -23,6 +24,9 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_by_key ON usage (api_key_id, timestamp);
 """
+# dataclasses.astuple deep-copies each field: at a few thousand calls a second that was the
+# flush thread's main cost, taken from the GIL the request path needs.
+_ROW = attrgetter(*COLUMNS)
 _INSERT = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
 
@@ -46,7 +50,7 @@ class SqliteMeter:
             batch = [self._pending.popleft() for _ in range(len(self._pending))]
             if batch:
                 with self._db:
-                    self._db.executemany(_INSERT, [astuple(u) for u in batch])
+                    self._db.executemany(_INSERT, map(_ROW, batch))
 
     def _flush_every(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
