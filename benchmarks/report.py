@@ -1,6 +1,6 @@
 """Turns the benchmark scripts' JSON into ratios against the targets, a markdown report and plots.
 
-Reads what `medfn bench` left in --results (cold_start.json, server_cold_start.json,
+Reads what `medfn bench` left in --results (cold_start.json, server_cold_start.json, bundle_cold_start.json,
 overhead.json, serving.json, pipeline.json, costs.json; a missing one is reported as not run),
 prints the targets with their measured ratios, and writes --markdown with two PNGs beside it:
 throughput against concurrency, and latency distributions at each model's highest level.
@@ -144,6 +144,15 @@ def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) ->
                   "| function | floor ms | app floor ms | handler ms | handler / floor | peak MiB |", "|---|---|---|---|---|---|",
                   *[f"| {f} | {r['floor'] * 1000:.0f} | {r['app floor'] * 1000:.0f} | {r['handler'] * 1000:.0f} "
                     f"| {r['handler'] / r['floor']:.2f} | {r['peak_rss_mib']:.0f} |" for f, r in rows.items()], ""]
+    if "bundle_cold_start" in data:
+        b = data["bundle_cold_start"]
+        plain, compiled = b["median_s"]["source only"], b["median_s"]["with bytecode"]
+        lines += ["## Cold start of a Lambda bundle under Python 3.12, with and without bytecode", "",
+                  f"{b['function']}'s bundle as `medfn package` stages it ({b['arch']}), run read-only by `python3.12 -I -S -B` "
+                  f"(no site-packages, nothing written) from spawn to the first 200; median of {len(b['samples_s']['source only'])}.", "",
+                  "| bundle | median ms |", "|---|---|",
+                  f"| source only | {plain * 1000:.0f} |", f"| with python3.12 bytecode (what `medfn package` ships) | {compiled * 1000:.0f} |",
+                  f"| ratio | {compiled / plain:.2f} |", ""]
     if "overhead" in data:
         o = data["overhead"]
         lines += ["## Warm per-call overhead over a bare session.run", "", f"{o['function']}, {o['calls']} calls x 5 rounds.", "",
@@ -168,7 +177,7 @@ def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) ->
                   *[f"| {r['function']} | {r['memory_mb']} | {r['duration_ms']:.2f} | {r['zip_mib']:.1f} | {r['unzipped_mib']:.1f} "
                     f"| {r['lambda_per_million']:.2f} | {r['sagemaker_per_million']:.2f} | {r['sagemaker_per_million'] / r['lambda_per_million']:.2f} |"
                     for r in data["costs"]["rows"]], ""]
-    missing = {"serving", "server_cold_start", "cold_start", "overhead", "pipeline", "costs"} - set(data)
+    missing = {"serving", "server_cold_start", "bundle_cold_start", "cold_start", "overhead", "pipeline", "costs"} - set(data)
     if missing:
         lines += [f"Not run: {', '.join(sorted(missing))}.", ""]
     return "\n".join(lines)
