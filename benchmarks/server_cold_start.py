@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import peers, servers  # noqa: E402
-from benchmarks.stats import machine  # noqa: E402
+from benchmarks.stats import cache_medfn_bytecode, machine  # noqa: E402
 
 
 def once(name: str, model: servers.BenchModel, python: Path | None, root: Path) -> float:
@@ -44,6 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     from tqdm import tqdm
 
+    cache_medfn_bytecode()  # the peers' wheels brought theirs
     pythons: dict[str, Path | None] = {"medfn": None}
     skipped = {}
     for peer in ("kserve", "bentoml"):
