@@ -16,7 +16,7 @@ from pathlib import Path
 from medfn.metering.record import UsageRecord
 
 COLUMNS = [f.name for f in fields(UsageRecord)]
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
     timestamp REAL NOT NULL, api_key_id TEXT NOT NULL, model TEXT NOT NULL, version TEXT NOT NULL,
     status INTEGER NOT NULL, duration_ms REAL NOT NULL, billed_units INTEGER NOT NULL,

@@ -7,7 +7,6 @@ included) imports none of this: the worker, S3 and DynamoDB load at the first up
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from medfn.function import LoadedFunction
 from medfn.pipeline.errors import TransientFailure

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from medfn.pipeline.errors import StorageUnavailable, TransientFailure
 from medfn.pipeline.folder_storage import FolderStorage
