@@ -48,8 +48,15 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
             if medfn and peers:
                 best = max(peers, key=lambda r: r["rps"])
                 ratio = medfn["rps"] / best["rps"]
+                measured = f"{ratio:.2f}x ({medfn['rps']:.0f} vs {best['rps']:.0f})"
+                met = yes(ratio >= goal)
+                ceiling = serving.get("inference_ceiling_rps", {}).get(model)
+                if ceiling and goal * best["rps"] > ceiling:
+                    # no server can answer faster than the model runs: say so rather than just "not met"
+                    measured += f"; the goal, {goal * best['rps']:.0f} req/s, is over bare session.run's {ceiling:.0f} runs/s here"
+                    met += " (unreachable on this machine)" if ratio < goal else ""
                 out.append((f"req/s at concurrency 8, {model}, medfn {encoding} / best peer ({best['server']}, JSON)",
-                            f">= {goal:.0f}x", f"{ratio:.2f}x ({medfn['rps']:.0f} vs {best['rps']:.0f})", yes(ratio >= goal)))
+                            f">= {goal:.0f}x", measured, met))
         for model in ("breast_mass", "scan_classifier", "resnet18"):
             medfn = serving_row(rows, model, "medfn", 32)
             peers = [r for p in PEERS if (r := serving_row(rows, model, p, 32))]
@@ -129,6 +136,10 @@ def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) ->
                   "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|",
                   *[f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
                     f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for r in serving["rows"]], ""]
+        if "inference_ceiling_rps" in serving:
+            lines += ["Ceiling: bare `session.run` on one request's input in this process, with no HTTP and no load generator "
+                      "on the cores (the better of one caller on medfn's session and one single-thread caller per core), "
+                      "runs/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in serving["inference_ceiling_rps"].items()) + ".", ""]
         lines += [f"- skipped {k}: {v}" for k, v in serving["skipped"].items()]
         lines += [f"![{p}]({p})" for p in pictures] + [""]
     if "server_cold_start" in data:

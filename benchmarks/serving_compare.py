@@ -64,6 +64,42 @@ def measure(server: str, model: servers.BenchModel, key: str, python: Path | Non
     return rows
 
 
+def inference_ceiling(model: servers.BenchModel, seconds: float = 3.0) -> float:
+    """Runs/s of a bare session.run on one request's input, here, with no HTTP and no load
+    generator on the cores: the rate no server of this model can beat on this machine.
+    The better of one caller on medfn's session (intra-op threads = cores) and one caller per
+    core, each on a one-thread session."""
+    import threading
+
+    import numpy as np
+
+    from medfn.runtime import available_cores, make_session
+
+    feeds = {model.input: np.random.default_rng(1).random(model.shape, dtype=np.float32)}
+
+    def rate(sessions: list) -> float:  # type: ignore[type-arg]
+        for session in sessions:
+            session.run(None, feeds)  # first run: ORT's allocations
+        runs = [0] * len(sessions)
+        deadline = time.perf_counter() + seconds
+
+        def caller(i: int) -> None:
+            while time.perf_counter() < deadline:
+                sessions[i].run(None, feeds)
+                runs[i] += 1
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(sessions))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(runs) / (time.perf_counter() - started)
+
+    cores = available_cores()
+    return max(rate([make_session(model.onnx)]), rate([make_session(model.onnx, threads=1) for _ in range(cores)]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two levels (8, 32), two models, fewer requests")
@@ -91,19 +127,22 @@ def main() -> None:
     work_dir = REPO / ".medfn" / "bench"
     work_dir.mkdir(parents=True, exist_ok=True)
     models = servers.bench_models(work_dir)
+    ceiling = {key: inference_ceiling(models[key]) for key in keys}
     steps = sum(len(levels) * (2 if n == "medfn" else 1) for n in names) * len(keys)
     with tempfile.TemporaryDirectory(prefix="medfn-serving-") as tmp, tqdm(total=steps, desc="serving", file=sys.stderr) as bar:
         for key in keys:
             requests = REQUESTS[key][1 if args.quick else 0]
             for name in names:
                 rows += measure(name, models[key], key, pythons.get(name), Path(tmp), levels, requests, args.processes, bar)
-    report(rows, skipped)
+    report(rows, skipped, ceiling)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "levels": levels,
-                                         "machine": machine()}))
+                                         "inference_ceiling_rps": ceiling, "machine": machine()}))
 
 
-def report(rows: list[dict], skipped: dict[str, str]) -> None:
+def report(rows: list[dict], skipped: dict[str, str], ceiling: dict[str, float]) -> None:
+    for key, rate in ceiling.items():
+        print(f"{key}: bare session.run ceiling {rate:.1f} runs/s (no HTTP, no load generator)")
     print(f"{'model':15} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for r in rows:
         print(f"{r['model']:15} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
