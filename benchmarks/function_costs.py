@@ -6,7 +6,7 @@ benchmarks/samples.py's task request as an API Gateway REST event, warmed up, th
 the arm64 Lambda charge per million calls (src/medfn/metering/pricing.py; API Gateway not
 included), beside SageMaker Serverless Inference at the smallest memory size holding the same
 memory (1 GB steps) for the same duration and the same request and response bytes.
-The package size is dist/<name>-arm64.zip as `medfn package` built it (built here if absent).
+The package size is that of the arm64 zip `medfn package` builds (rebuilt by every run).
 
 Durations are this machine's (x86-64, see RESULTS.md), not a Graviton Lambda's: Lambda gives a
 1024 MB function about 0.6 vCPU, so real durations are longer; the ratio between the two
@@ -59,10 +59,12 @@ def warm_duration_ms(function: str, calls: int) -> tuple[float, int]:
 
 
 def package_bytes(function: str) -> tuple[int, int]:
-    """(zipped, unzipped) bytes of dist/<function>-arm64.zip, built with `medfn package` if absent."""
-    path = REPO / "dist" / f"{function}-arm64.zip"
-    if not path.exists():
-        subprocess.run([sys.executable, "-m", "medfn.cli", "package", function, "--arch", "arm64"], cwd=REPO, check=True)
+    """(zipped, unzipped) bytes of the function's arm64 zip, built now by `medfn package`:
+    a zip left in dist/ may predate the packaging code being measured."""
+    dist = REPO / ".medfn" / "bench" / "dist"
+    subprocess.run([sys.executable, "-m", "medfn.cli", "package", function, "--arch", "arm64", "--dist", str(dist)],
+                   cwd=REPO, check=True, capture_output=True)  # fmt: skip
+    path = dist / f"{function}-arm64.zip"
     with zipfile.ZipFile(path) as archive:
         return path.stat().st_size, sum(info.file_size for info in archive.infolist())
 

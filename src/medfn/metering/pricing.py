@@ -33,7 +33,7 @@ def lambda_cost(duration_ms: float, memory_mb: int, requests: int = 1, per_gb_se
 # processed) from AWS's CloudFormation ServerlessConfig reference and SageMaker developer guide;
 # the per-second figures from aws.amazon.com/sagemaker/pricing as remembered, since the stored
 # copies searched did not show that table: re-read that page before quoting a customer.
-SAGEMAKER_PRICES_READ = "read 2026-11-22, us-east-1, on-demand Serverless Inference"
+SAGEMAKER_PRICES_READ = "Serverless Inference billing model read 2026-11-22; its us-east-1 per-second rate remembered, not read"
 SAGEMAKER_SERVERLESS_PER_GB_SECOND = 0.0000200
 SAGEMAKER_SERVERLESS_PER_GB_PROCESSED = 0.016
 SAGEMAKER_SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
