@@ -47,7 +47,8 @@ def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIR
         target = plane.get(request.path_params["model"])  # 404 before reading a body we would throw away
         target.ensure_ready()
         payload = await task_payload(request, max_body_bytes)
-        prediction = await run(target.predict, payload)
+        # with a batcher, predict waits for its batch: never on the event loop
+        prediction = await run(target.predict, payload, blocks=target.batcher is not None)
         headers = {"x-request-id": rid, "x-model-version": str(target.version)}
         if prediction.binary and _wants(payload.accept, prediction.binary[1]):
             return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)
