@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,7 +18,7 @@ from medfn.config import ModelConfig
 from medfn.http import create_app
 from medfn.plane import InferencePlane
 from medfn.store import LocalStore
-from tests.onnx_builders import affine_model, write_model_folder
+from tests.onnx_builders import affine_model, linear_softmax_model, write_model_folder
 
 BATCHING = "[dynamic_batching]\nmax_queue_delay_ms = 20\n"
 
@@ -106,6 +108,67 @@ def test_lambda_app_runs_inline_without_metrics(batching_plane: InferencePlane) 
             return await c.get("/metrics")
 
     assert asyncio.run(probe()).status_code == 404
+
+
+TABULAR_TOML = """\
+name = "screen"
+task = "tabular_classification"
+max_batch_size = 64
+
+[dynamic_batching]
+max_queue_delay_ms = 20
+
+[[inputs]]
+name = "features"
+datatype = "FP32"
+shape = [-1, 2]
+
+[[outputs]]
+name = "probabilities"
+datatype = "FP32"
+shape = [-1, 2]
+
+[preprocessing]
+features = ["a", "b"]
+
+[postprocessing]
+labels = ["no", "yes"]
+
+[versions.1.sha256]
+"model.onnx" = "{sha}"
+"""
+
+
+def test_task_route_batches_grow_past_the_worker_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task route awaits its batch on the event loop between preprocess and postprocess,
+    so with one worker thread 24 concurrent requests still share batches."""
+    monkeypatch.setattr("medfn.runtime.available_cores", lambda: 1)
+    weights = np.asarray([[1.0, -1.0], [0.5, 2.0]], dtype=np.float32)
+    onnx_bytes = linear_softmax_model(weights, np.zeros(2, dtype=np.float32))
+    (tmp_path / "screen" / "1").mkdir(parents=True)
+    (tmp_path / "screen" / "1" / "model.onnx").write_bytes(onnx_bytes)
+    (tmp_path / "screen" / "model.toml").write_text(TABULAR_TOML.format(sha=hashlib.sha256(onnx_bytes).hexdigest()))
+    plane = InferencePlane()
+    plane.add(LocalStore(tmp_path), "screen")
+    start_batchers(plane)
+    records = [{"a": float(i), "b": 1.0 - i} for i in range(24)]
+
+    async def post_records() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(plane))
+        async with httpx.AsyncClient(transport=transport, base_url="http://medfn") as client:
+            return await asyncio.gather(*(client.post("/v1/models/screen/predict", json=r) for r in records))
+
+    try:
+        responses = asyncio.run(post_records())
+        stats = plane.get("screen").batcher.stats.snapshot()  # type: ignore[union-attr]
+    finally:
+        stop_batchers(plane)
+    for record, response in zip(records, responses):
+        assert response.status_code == 200, response.text
+        logits = np.asarray([record["a"], record["b"]], dtype=np.float32) @ weights
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert response.json()["probabilities"]["yes"] == pytest.approx(float(expected[1]), abs=1e-6)
+    assert stats.requests == 24 and max(stats.batch_sizes) > 1, stats.batch_sizes
 
 
 def test_task_path_threads_share_batches(batching_plane: InferencePlane) -> None:

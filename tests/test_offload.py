@@ -67,15 +67,3 @@ def test_bound_methods_of_different_objects_are_costed_apart() -> None:
     assert names[2] == threading.main_thread().name
     assert names[3].startswith("medfn-model")
 
-
-def test_a_call_that_blocks_runs_on_the_pool_though_it_costs_no_cpu() -> None:
-    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
-
-    def waits() -> str:
-        time.sleep(0.005)  # as a request waiting for its dynamic batch: no CPU spent
-        return threading.current_thread().name
-
-    async def run_all() -> list[str]:
-        return [await runner(waits, blocks=True) for _ in range(3)]
-
-    assert all(name.startswith("medfn-model") for name in asyncio.run(run_all()))

@@ -134,16 +134,23 @@ class Model:
         return Prediction(body={name: value.tolist() for name, value in outputs.items()})
 
     def predict(self, payload: Payload) -> Prediction:
+        inputs, context = self.prepare(payload)
+        started = time.perf_counter()
+        outputs = self.run(inputs)
+        return self.finish(outputs, context, payload, (time.perf_counter() - started) * 1000.0)
+
+    def prepare(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
+        """`predict` up to the run: the media type check, then preprocess."""
         self.ensure_ready()
         if payload.media_type not in self.media_types:
             accepted = ", ".join(sorted(self.media_types)) or "none (tensors only)"
             raise UnsupportedMediaType(f"content type {payload.media_type!r} is not accepted; accepted: {accepted}")
-        inputs, context = self.preprocess(payload)
-        started = time.perf_counter()
-        outputs = self.run(inputs)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        return self.preprocess(payload)
+
+    def finish(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload, inference_ms: float) -> Prediction:
+        """`predict` after the run: postprocess, with the run's duration."""
         prediction = self.postprocess(outputs, context, payload)
-        prediction.inference_ms = elapsed_ms
+        prediction.inference_ms = inference_ms
         return prediction
 
 

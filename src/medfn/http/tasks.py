@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from medfn.http.body import task_payload
-from medfn.http.offload import Runner
+from medfn.http.offload import Runner, predict_task
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.openapi import returns
 from medfn.plane import InferencePlane
@@ -47,8 +47,7 @@ def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIR
         target = plane.get(request.path_params["model"])  # 404 before reading a body we would throw away
         target.ensure_ready()
         payload = await task_payload(request, max_body_bytes)
-        # with a batcher, predict waits for its batch: never on the event loop
-        prediction = await run(target.predict, payload, blocks=target.batcher is not None)
+        prediction = await predict_task(run, target, payload)
         headers = {"x-request-id": rid, "x-model-version": str(target.version)}
         if prediction.binary and _wants(payload.accept, prediction.binary[1]):
             return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)
