@@ -67,3 +67,17 @@ def test_bound_methods_of_different_objects_are_costed_apart() -> None:
     assert names[2] == threading.main_thread().name
     assert names[3].startswith("medfn-model")
 
+
+
+def test_a_call_that_waits_on_a_device_always_runs_on_the_pool() -> None:
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+
+    def waits() -> str:
+        time.sleep(0.005)  # as a GPU run: the thread waits, its CPU time stays near zero
+        return threading.current_thread().name
+
+    async def run_all() -> list[str]:
+        return [await runner(waits, waits=True) for _ in range(3)]
+
+    assert all(name.startswith("medfn-model") for name in asyncio.run(run_all()))
+    assert runner.cost_s(waits) < 0.001  # type: ignore[operator]  # what "inline" would have been

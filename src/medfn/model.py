@@ -61,6 +61,11 @@ class Model:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def on_gpu(self) -> bool:
+        """Runs wait on a GPU: their CPU time says little of how long they take."""
+        return self.device is not None and self.device.kind != "cpu"
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def load(self) -> bool:
