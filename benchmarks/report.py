@@ -132,7 +132,8 @@ def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) ->
                   f"Same ONNX files, same OIP v2 JSON body, one server process each, their defaults ({versions}); "
                   "medfn also with the binary tensor extension. Models: breast_mass's MLP (30 features), scan_classifier's "
                   "CNN (1x128x128, 160 KB of JSON), and a ResNet-18-shaped classifier (model_store/build/resnet18_bench.py, "
-                  "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a server is timed.", "",
+                  "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a server is timed. "
+                  f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server (serving.json keeps each round's).", "",
                   "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|",
                   *[f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
                     f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for r in serving["rows"]], ""]

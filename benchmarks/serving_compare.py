@@ -6,9 +6,12 @@ is started alone, warmed up, then driven by benchmarks/loadgen.py with the same 
 body, request count and concurrency at each level; medfn is driven a second time with the
 binary tensor extension (the peers are not: KServe's REST server and our BentoML service take
 JSON). Every server runs its defaults with one process; so does medfn (`medfn serve`).
-Peers are installed into .medfn/peers/ on first use; one that cannot be is reported, not faked.
+The whole sweep runs --rounds times (3) and each figure is the median of its rounds: on a
+shared 2-core machine one run's ratios moved by 10-20% (a target met in one run, missed in
+the next). Peers are installed into .medfn/peers/ on first use; one that cannot be is
+reported, not faked.
 
-    .venv/bin/python benchmarks/serving_compare.py [--quick] [--json out.json]
+    .venv/bin/python benchmarks/serving_compare.py [--quick] [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--levels", help="concurrency levels, comma-separated (default 1,8,32; --quick 8,32)")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes (2)")
+    parser.add_argument("--rounds", type=int, help="rounds over every server, reported as medians (default 3; --quick 1)")
     parser.add_argument("--json", type=Path, help="write the rows, skipped peers and the machine here")
     args = parser.parse_args()
     from tqdm import tqdm
@@ -128,16 +132,40 @@ def main() -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     models = servers.bench_models(work_dir)
     ceiling = {key: inference_ceiling(models[key]) for key in keys}
-    steps = sum(len(levels) * (2 if n == "medfn" else 1) for n in names) * len(keys)
+    rounds = args.rounds or (1 if args.quick else 3)
+    steps = rounds * sum(len(levels) * (2 if n == "medfn" else 1) for n in names) * len(keys)
+    measured: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="medfn-serving-") as tmp, tqdm(total=steps, desc="serving", file=sys.stderr) as bar:
-        for key in keys:
-            requests = REQUESTS[key][1 if args.quick else 0]
-            for name in names:
-                rows += measure(name, models[key], key, pythons.get(name), Path(tmp), levels, requests, args.processes, bar)
+        for round_ in range(rounds):  # whole rounds, so a noisy minute on the shared machine hits one round of every server
+            for key in keys:
+                requests = REQUESTS[key][1 if args.quick else 0]
+                for name in names:
+                    work = Path(tmp) / f"round{round_}"
+                    work.mkdir(exist_ok=True)
+                    measured += measure(name, models[key], key, pythons.get(name), work, levels, requests, args.processes, bar)
+    rows = median_rows(measured)
     report(rows, skipped, ceiling)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "levels": levels,
-                                         "inference_ceiling_rps": ceiling, "machine": machine()}))
+                                         "inference_ceiling_rps": ceiling, "rounds": rounds, "machine": machine()}))
+
+
+def median_rows(measured: list[dict]) -> list[dict]:
+    """One row per (model, server, body, concurrency): the median of its rounds' req/s, p50 and
+    p99 (each its own median), every round's figures kept, latencies of all rounds pooled."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in measured:
+        groups.setdefault((row["model"], row["server"], row["encoding"], row["concurrency"]), []).append(row)
+    rows = []
+    for same in groups.values():
+        row = {**same[0], "rounds": [{k: r[k] for k in ("rps", "p50_ms", "p99_ms")} for r in same]}
+        for figure in ("rps", "p50_ms", "p99_ms"):
+            row[figure] = statistics.median(r[figure] for r in same)
+        row["latencies_ms"] = [lat for r in same for lat in r["latencies_ms"]]
+        rows.append(row)
+    return rows
 
 
 def report(rows: list[dict], skipped: dict[str, str], ceiling: dict[str, float]) -> None:

@@ -21,7 +21,7 @@ HELP = "benchmark medfn against its floors and against KServe and BentoML; resul
 # section -> (script, full-run arguments, --quick arguments); --quick keeps the lot near 3 minutes
 SECTIONS: dict[str, tuple[str, list[str], list[str]]] = {
     "cold_start": ("cold_start.py", ["--runs", "10"], ["--runs", "1"]),
-    "server_cold_start": ("server_cold_start.py", ["--runs", "5"], ["--runs", "2"]),
+    "server_cold_start": ("server_cold_start.py", ["--runs", "10"], ["--runs", "2"]),
     "bundle_cold_start": ("bundle_cold_start.py", ["--runs", "10"], ["--runs", "2"]),
     "overhead": ("overhead.py", ["--calls", "1000"], ["--calls", "200"]),
     "serving": ("serving_compare.py", [], ["--quick"]),
