@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         usage_store=str(args.usage_store),
         batching=not args.no_batching,
     )
-    options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": args.access_log}
+    # ws="none": no route speaks WebSocket, and loading uvicorn's websockets protocol cost
+    # ~15 ms of every start (measured 344 -> 329 ms to the first 200)
+    options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": args.access_log, "ws": "none"}
     if args.workers == 1:
         uvicorn.run(build_gateway_app(settings), **options)
     else:
