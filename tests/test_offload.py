@@ -29,13 +29,13 @@ def test_a_function_never_seen_runs_on_the_pool_then_inline_once_it_proved_cheap
     first, second, third = calls(runner, 0.0, 0.0, 0.0)
     assert first.startswith("medfn-model")
     assert second == third == threading.main_thread().name
-    assert runner.cost_s(where) is not None and runner.cost_s(where) < 0.001
+    assert runner.unit_cost_s(where) is not None and runner.unit_cost_s(where) < 0.001
 
 
 def test_a_costly_function_stays_on_the_pool() -> None:
     runner = CostAwareRunner(workers=2, inline_below_s=0.001)
     assert all(name.startswith("medfn-model") for name in calls(runner, 0.005, 0.005, 0.005))
-    assert runner.cost_s(where) >= 0.001  # type: ignore[operator]
+    assert runner.unit_cost_s(where) >= 0.001  # type: ignore[operator]
 
 
 def test_a_cheap_function_that_turns_costly_moves_to_the_pool_and_back() -> None:
@@ -80,4 +80,18 @@ def test_a_call_that_waits_on_a_device_always_runs_on_the_pool() -> None:
         return [await runner(waits, waits=True) for _ in range(3)]
 
     assert all(name.startswith("medfn-model") for name in asyncio.run(run_all()))
-    assert runner.cost_s(waits) < 0.001  # type: ignore[operator]  # what "inline" would have been
+    assert runner.unit_cost_s(waits) < 0.001  # type: ignore[operator]  # what "inline" would have been
+
+
+def test_a_call_much_larger_than_the_cheap_ones_goes_to_the_pool() -> None:
+    """The estimate is per unit of size: 1,000 units of a 10 us-per-unit function is 10 ms."""
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+
+    async def run_all() -> list[str]:
+        names = [await runner(where, 0.00001, size=1) for _ in range(3)]
+        names.append(await runner(where, 0.00001, size=1000))  # expected 10 ms: too long for the loop
+        return names
+
+    names = asyncio.run(run_all())
+    assert names[1] == names[2] == threading.main_thread().name
+    assert names[3].startswith("medfn-model")

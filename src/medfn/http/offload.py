@@ -22,14 +22,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Runner = Callable[..., Awaitable[Any]]
 
-# Calls whose recent cost is below this run inline. A thread hop costs ~100 us of CPU and a
+# Calls whose expected cost is below this run inline. A thread hop costs ~100 us of CPU and a
 # GIL handover; a call this short blocks the loop for less than a few hops would cost.
 INLINE_BELOW_S = 0.001
-# Weight of the newest call in a function's running cost estimate.
+# Weight of the newest call in a function's running estimate of its cost per unit of input.
 _SMOOTHING = 0.2
 
 
-async def run_inline(fn: Callable[..., T], *args: Any, waits: bool = False) -> T:
+async def run_inline(fn: Callable[..., T], *args: Any, size: int = 1, waits: bool = False) -> T:
     return fn(*args)
 
 
@@ -37,8 +37,10 @@ class CostAwareRunner:
     """Cheap calls inline on the event loop; costly ones on a FIFO pool of as many threads as cores.
 
     Each function (a bound method counts per object: one model's `run`, another's `predict`)
-    keeps a running estimate of its cost, taken from every call wherever it ran, so a model
-    whose inputs grow moves to the pool and back. A function never seen yet goes to the pool.
+    keeps a running estimate of its cost per unit of input (`size`: tensor elements, body
+    bytes), taken from every call wherever it ran; a call is expected to cost that times its
+    size. So one request of 20,000 rows to a model whose single rows run inline goes to the
+    pool, instead of holding the event loop. A function never seen yet goes to the pool.
 
     Cost is the calling thread's CPU time, not wall time: on a pool thread wall time also
     counts the wait for the GIL, which under load would push even a 30 us call past the bar.
@@ -55,27 +57,27 @@ class CostAwareRunner:
     def __init__(self, workers: int, inline_below_s: float = INLINE_BELOW_S) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medfn-model")
         self._inline_below_s = inline_below_s
-        self._cost_s: dict[tuple[int, Any], float] = {}
+        self._unit_cost_s: dict[tuple[int, Any], float] = {}
 
-    def cost_s(self, fn: Callable[..., Any]) -> float | None:
-        """The running estimate for `fn`, in CPU seconds; None before its first call."""
-        return self._cost_s.get(_key(fn))
+    def unit_cost_s(self, fn: Callable[..., Any]) -> float | None:
+        """`fn`'s running estimate, in CPU seconds per unit of size; None before its first call."""
+        return self._unit_cost_s.get(_key(fn))
 
-    async def __call__(self, fn: Callable[..., T], *args: Any, waits: bool = False) -> T:
-        key = _key(fn)
-        cost = self._cost_s.get(key)
-        if cost is not None and cost < self._inline_below_s and not waits:
-            return self._timed(key, fn, args)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, key, fn, args)
+    async def __call__(self, fn: Callable[..., T], *args: Any, size: int = 1, waits: bool = False) -> T:
+        key, size = _key(fn), max(1, size)
+        unit_cost = self._unit_cost_s.get(key)
+        if unit_cost is not None and unit_cost * size < self._inline_below_s and not waits:
+            return self._timed(key, size, fn, args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, key, size, fn, args)
 
-    def _timed(self, key: tuple[int, Any], fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _timed(self, key: tuple[int, Any], size: int, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         started = time.thread_time()
         try:
             return fn(*args)
         finally:
-            spent = time.thread_time() - started
-            previous = self._cost_s.get(key)
-            self._cost_s[key] = spent if previous is None else previous + _SMOOTHING * (spent - previous)
+            spent = (time.thread_time() - started) / size
+            previous = self._unit_cost_s.get(key)
+            self._unit_cost_s[key] = spent if previous is None else previous + _SMOOTHING * (spent - previous)
 
 
 def _key(fn: Callable[..., Any]) -> tuple[int, Any]:
@@ -100,7 +102,8 @@ async def run_model(
     model.ensure_ready()
     if model.batcher is not None:
         return await asyncio.wrap_future(model.batcher.submit(inputs, outputs))
-    return await run(model.run, inputs, outputs, waits=model.on_gpu)
+    elements = sum(array.size for array in inputs.values())
+    return await run(model.run, inputs, outputs, size=elements, waits=model.on_gpu)
 
 
 async def predict_task(run: Runner, model: Model, payload: Payload) -> Prediction:
@@ -108,8 +111,8 @@ async def predict_task(run: Runner, model: Model, payload: Payload) -> Predictio
     the batch is awaited on the event loop, as `run_model` does: a request waiting for its
     batch holds no worker thread, so batches can grow past the pool's width."""
     if model.batcher is None:
-        return await run(model.predict, payload, waits=model.on_gpu)
-    inputs, context = await run(model.prepare, payload)
+        return await run(model.predict, payload, size=len(payload.data), waits=model.on_gpu)
+    inputs, context = await run(model.prepare, payload, size=len(payload.data))
     started = time.perf_counter()
     outputs = await run_model(run, model, inputs, None)
     return await run(model.finish, outputs, context, payload, (time.perf_counter() - started) * 1000.0)
