@@ -10,7 +10,7 @@ import pytest
 
 from medfn.config import DATATYPES
 from medfn.errors import BadRequest
-from medfn.oip import _from_json_list, parse_request
+from medfn.oip import _json_tensor_data, parse_request
 from medfn.tensor_json import _parse, load_document
 
 DATA = [
@@ -36,10 +36,10 @@ def test_tensor_data_decodes_as_numpy_asarray_of_the_json_list_did(text: str, da
     data = load_document(f'{{"inputs": [{{"data": {text}}}]}}'.encode())["inputs"][0]["data"]
     if expected is Exception:
         with pytest.raises((TypeError, ValueError, OverflowError)):
-            _from_json_list(data, dtype)
+            _json_tensor_data(data, dtype)
         return
     with np.errstate(over="ignore", invalid="ignore"):
-        got = _from_json_list(data, dtype)
+        got = _json_tensor_data(data, dtype)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got.ravel(), np.asarray(expected).ravel())
 

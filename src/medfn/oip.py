@@ -96,7 +96,7 @@ def _parse_input(raw: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
     if "data" not in raw:
         raise BadRequest(f'input {name!r} has neither "data" nor binary_data_size')
     try:
-        array = _from_json_list(raw["data"], dtype.newbyteorder("="))
+        array = _json_tensor_data(raw["data"], dtype.newbyteorder("="))
     except (TypeError, ValueError, OverflowError) as exc:
         raise BadRequest(f"input {name!r}: data is not a list of {datatype} values") from exc
     if array.size != count:
@@ -104,7 +104,7 @@ def _parse_input(raw: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
     return name, _reshaped(array, shape, name), 0
 
 
-def _from_json_list(data: Any, dtype: np.dtype) -> np.ndarray:
+def _json_tensor_data(data: Any, dtype: np.dtype) -> np.ndarray:
     """`data` as medfn.tensor_json left it: a numpy array of the numbers, or a list (booleans,
     mixed values). Either way the result is what np.asarray(the JSON list, dtype) gives."""
     if isinstance(data, np.ndarray):

@@ -30,6 +30,7 @@ _SMOOTHING = 0.2
 
 
 async def run_inline(fn: Callable[..., T], *args: Any, size: int = 1, waits: bool = False) -> T:
+    """Lambda's runner. `size` and `waits` are hints for CostAwareRunner; here everything runs inline."""
     return fn(*args)
 
 
