@@ -48,7 +48,7 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
             if medfn and peers:
                 best = max(peers, key=lambda r: r["rps"])
                 ratio = medfn["rps"] / best["rps"]
-                measured = f"{ratio:.2f}x ({medfn['rps']:.0f} vs {best['rps']:.0f})"
+                measured = f"{ratio:.2f}x ({medfn['rps']:.0f} vs {best['rps']:.0f}){round_range(medfn, best, 'rps', 'x')}"
                 met = yes(ratio >= goal)
                 ceiling = serving.get("inference_ceiling_rps", {}).get(model)
                 if ceiling and goal * best["rps"] > ceiling:
@@ -64,13 +64,23 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                 best = min(peers, key=lambda r: r["p99_ms"])
                 ratio = medfn["p99_ms"] / best["p99_ms"]
                 out.append((f"p99 at concurrency 32, {model}, medfn / lowest peer ({best['server']})", "<= 0.50",
-                            f"{ratio:.2f} ({medfn['p99_ms']:.1f} vs {best['p99_ms']:.1f} ms)", yes(ratio <= 0.5)))
+                            f"{ratio:.2f} ({medfn['p99_ms']:.1f} vs {best['p99_ms']:.1f} ms){round_range(medfn, best, 'p99_ms', '')}",
+                            yes(ratio <= 0.5)))
     cold = data.get("server_cold_start")
     if cold and "kserve" in cold["median_s"]:
         m, k = cold["median_s"]["medfn"], cold["median_s"]["kserve"]
         out.append(("cold start, medfn serve / KServe (spawn to first 200)", "<= 0.50",
                     f"{m / k:.2f} ({m * 1000:.0f} vs {k * 1000:.0f} ms)", yes(m / k <= 0.5)))
     return out
+
+
+def round_range(medfn: dict, peer: dict, figure: str, unit: str) -> str:
+    """", rounds a-b": the lowest and highest of the per-round ratios, when there were rounds."""
+    pairs = list(zip(medfn.get("rounds", []), peer.get("rounds", [])))
+    if len(pairs) < 2:
+        return ""
+    ratios = [m[figure] / p[figure] for m, p in pairs]
+    return f", rounds {min(ratios):.2f}-{max(ratios):.2f}{unit}"
 
 
 def yes(met: bool) -> str:
