@@ -17,7 +17,6 @@ import orjson
 
 from medfn.config import DATATYPES
 from medfn.errors import BadRequest
-from medfn.tensor_json import load_document
 
 _NUMPY_TO_OIP = {np.dtype(v): k for k, v in DATATYPES.items()}
 
@@ -37,6 +36,10 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         raise BadRequest("Inference-Header-Content-Length is larger than the body")
     head = body if header_length is None else body[:header_length]
     binary = memoryview(body)[len(head) :]
+    # simdjson loads with the first request, not in every Lambda's init (~2.5 ms, and a
+    # function may only ever be called on its task route)
+    from medfn.tensor_json import load_document
+
     document = load_document(head)
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
         raise BadRequest('inference request needs "inputs": a non-empty list of tensors')
