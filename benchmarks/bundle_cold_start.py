@@ -4,8 +4,8 @@ Lambda unpacks a zip into a read-only folder, so a bundle shipped without byteco
 every module it imports on every cold start; `medfn package` therefore compiles the bundle
 with a Python 3.12. This stages one function's bundle for this machine's architecture twice,
 compiles one of them, and times fresh `python3.12 -I -S -B` processes (no site-packages, no
-bytecode written, as in Lambda) from spawn to the exit after the handler's first 200 to an
-API Gateway event. Samples alternate; prints medians and the ratio.
+bytecode written, as in Lambda) from spawn to the handler's first 200 to an API Gateway
+event. Samples alternate; prints medians and the ratio.
 
     .venv/bin/python benchmarks/bundle_cold_start.py [--function breast_mass] [--runs 10] [--json out.json]
 """
@@ -19,10 +19,8 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +45,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from benchmarks.samples import task_request
-    from benchmarks.stats import machine
+    from benchmarks.stats import ANSWERED, machine, spawn_to_answer
     from medfn.config import FunctionConfig
     from medfn.packaging import compile_bytecode, find_python312, stage
 
@@ -74,10 +72,8 @@ def main() -> None:
             os.chmod(root, 0o555)  # read-only, as /var/task is
 
         def once(root: Path) -> float:
-            started = time.perf_counter()
-            subprocess.run([python, "-I", "-S", "-B", "-c", FIRST_ANSWER, str(root)], input=json.dumps(event),
-                           env=env, check=True, capture_output=True, text=True)  # fmt: skip
-            return time.perf_counter() - started
+            command = [python, "-I", "-S", "-B", "-c", FIRST_ANSWER + ANSWERED, str(root)]
+            return spawn_to_answer(command, input=json.dumps(event), env=env)[0]
 
         for root in bundles.values():
             once(root)  # warm the page cache; not counted

@@ -1,9 +1,11 @@
 """Cold start of each function's Lambda handler beside the dependency floor, in one run.
 
-Each sample is a fresh `python` process, timed by this parent from spawn to exit:
+Each sample is a fresh `python` process, timed from spawn to the moment it has its answer
+(benchmarks.stats.spawn_to_answer):
 - floor: imports the libraries the handler path imports (onnxruntime, numpy, Pillow,
   FastAPI, Mangum), makes the same ONNX Runtime session with the same options and runs it
-  once; nothing else.
+  once; nothing else. Like the handler's init it runs with the garbage collector paused
+  (medfn.startup), which alone takes ~55 ms off it here.
 - handler: imports functions/<name>/handler.py (init: verify sha256, make the session, build
   the app) and answers one API Gateway REST event (benchmarks/samples.py's task request) with
   a 200; it reports its peak resident memory (ru_maxrss), the memory that function needs.
@@ -20,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
 FLOOR = """
+import gc; gc.disable()
 import numpy, onnxruntime, PIL.Image, fastapi, mangum
 from medfn.runtime import make_session
 model = {model!r}
@@ -36,6 +37,7 @@ dtypes = {{"tensor(float)": numpy.float32, "tensor(int64)": numpy.int64, "tensor
 feeds = {{i.name: numpy.zeros([1 if not isinstance(d, int) or d < 0 else d for d in i.shape], dtypes[i.type])
          for i in session.get_inputs()}}
 session.run(None, feeds)
+{answered}
 """
 
 APP_FLOOR = FLOOR + """
@@ -52,6 +54,7 @@ async def predict(name: str, request: Request):
 event = json.load(open({event!r}))
 event.update(path="/v1/models/m/predict", httpMethod="POST", body="", isBase64Encoded=False)
 assert Mangum(app, lifespan="off")(event, None)["statusCode"] == 200
+{answered}
 """
 
 HANDLER = """
@@ -66,21 +69,23 @@ event["headers"]["content-type"] = {content_type!r}
 event["multiValueHeaders"]["content-type"] = [{content_type!r}]
 response = module.handler(event, None)
 assert response["statusCode"] == 200, response
+{answered}
 import resource
 print("maxrss_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
 def time_process(code: str) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True, text=True)
-    return time.perf_counter() - started, done.stdout
+    from benchmarks.stats import spawn_to_answer
+
+    return spawn_to_answer([sys.executable, "-c", code], cwd=REPO)
 
 
 def programs(function: str) -> dict[str, str]:
     import base64
 
     from benchmarks.samples import task_request
+    from benchmarks.stats import ANSWERED
     from medfn.config import FunctionConfig
 
     config = FunctionConfig.load(REPO / "functions" / function)
@@ -90,9 +95,10 @@ def programs(function: str) -> dict[str, str]:
     handler = HANDLER.format(
         repo=str(REPO), handler=str(REPO / "functions" / function / "handler.py"), event=event,
         path=f"/v1/models/{config.model}/predict", body=base64.b64encode(body).decode(), content_type=content_type,
+        answered=ANSWERED,
     )
-    return {"floor": FLOOR.format(model=str(model_file)), "app floor": APP_FLOOR.format(model=str(model_file), event=event),
-            "handler": handler}
+    return {"floor": FLOOR.format(model=str(model_file), answered=ANSWERED),
+            "app floor": APP_FLOOR.format(model=str(model_file), event=event, answered=ANSWERED), "handler": handler}
 
 
 def measure(function: str, runs: int) -> dict[str, float]:

@@ -1,10 +1,16 @@
-"""Small pure helpers the benchmark scripts share: percentiles and the machine they ran on."""
+"""Small helpers the benchmark scripts share: percentiles, the machine they ran on, timing a process."""
 
 from __future__ import annotations
 
 import math
 import os
 import platform
+import subprocess
+import time
+
+# The last line a timed child prints: the moment it had its first answer, on the clock
+# (CLOCK_MONOTONIC, one clock for every process on the machine) the parent started from.
+ANSWERED = "print('answered_at', __import__('time').monotonic(), flush=True)"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -44,3 +50,17 @@ def cache_medfn_bytecode() -> None:
     from pathlib import Path
 
     compileall.compile_dir(Path(__file__).resolve().parent.parent / "src" / "medfn", quiet=1)
+
+
+def spawn_to_answer(command: list[str], **run: object) -> tuple[float, str]:
+    """Seconds from spawning `command` to its ANSWERED line, and its stdout.
+
+    Timing to the answer, not to the exit, leaves out the interpreter's teardown (a last
+    garbage collection over every object), which no caller waiting for the answer sees.
+    """
+    started = time.monotonic()
+    done = subprocess.run(command, check=True, capture_output=True, text=True, **run)  # type: ignore[call-overload]
+    marks = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("answered_at ")]
+    if not marks:
+        raise RuntimeError(f"{command[:3]} never printed its answered_at line; stderr: {done.stderr[-2000:]}")
+    return float(marks[-1]) - started, done.stdout

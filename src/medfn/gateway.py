@@ -81,8 +81,11 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
 
 
 def gateway_app_from_environment() -> FastAPI:
-    """The factory each `medfn serve --workers N` process calls."""
-    return build_gateway_app(GatewaySettings(**json.loads(os.environ[SETTINGS_VARIABLE])))
+    """The factory each `medfn serve --workers N` process calls, once, as its start-up."""
+    from medfn.startup import collector_paused
+
+    with collector_paused():
+        return build_gateway_app(GatewaySettings(**json.loads(os.environ[SETTINGS_VARIABLE])))
 
 
 def settings_to_environment(settings: GatewaySettings) -> None:

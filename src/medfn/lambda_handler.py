@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol
 
 from medfn import snapstart
-from medfn.function import LoadedFunction, load_function
+from medfn.startup import collector_paused
+
+if TYPE_CHECKING:
+    from medfn.function import LoadedFunction
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +90,19 @@ def default_sources(function: LoadedFunction) -> list[type]:
 
 
 def make_handler(handler_file: str, sources: list[type] | None = None) -> Handler:
-    """Load the function beside `handler_file` at init and return its `handler(event, context)`."""
-    function = load_function(Path(handler_file).resolve().parent)
-    snapstart.register([function.store])  # re-seed and reconnect after a SnapStart restore
-    warm_http = function.config.http and os.environ.get("MEDFN_WARM_HTTP", "1") != "0"
-    ordered: list[type] = sources if sources is not None else default_sources(function)
-    built: dict[type, Any] = {HttpEvents: HttpEvents(function)} if warm_http and HttpEvents in ordered else {}
+    """Load the function beside `handler_file` at init and return its `handler(event, context)`.
+
+    This is the Lambda init, run once per process: the heavy imports and the model load run
+    with the garbage collector paused, and what they made is frozen (medfn.startup).
+    """
+    with collector_paused():
+        from medfn.function import load_function
+
+        function = load_function(Path(handler_file).resolve().parent)
+        snapstart.register([function.store])  # re-seed and reconnect after a SnapStart restore
+        warm_http = function.config.http and os.environ.get("MEDFN_WARM_HTTP", "1") != "0"
+        ordered: list[type] = sources if sources is not None else default_sources(function)
+        built: dict[type, Any] = {HttpEvents: HttpEvents(function)} if warm_http and HttpEvents in ordered else {}
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         for source in ordered:

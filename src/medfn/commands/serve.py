@@ -30,27 +30,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from medfn.gateway import GatewaySettings, build_gateway_app, settings_to_environment
+    from medfn.startup import collector_paused
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.workers > 1 and args.api_keys:
         # each process would count quotas and rates alone, letting a key exceed its tier N-fold
         raise SystemExit("--api-keys needs a single worker: key quotas are counted in one process")
-    settings = GatewaySettings(
-        functions=args.functions or "functions",
-        only=args.only,
-        max_body_bytes=args.max_body_bytes,
-        api_keys=str(args.api_keys) if args.api_keys else None,
-        usage_store=str(args.usage_store),
-        batching=not args.no_batching,
-    )
+    with collector_paused():  # imports and model loading, once: see medfn.startup
+        import uvicorn
+
+        from medfn.gateway import GatewaySettings, build_gateway_app, settings_to_environment
+
+        settings = GatewaySettings(
+            functions=args.functions or "functions",
+            only=args.only,
+            max_body_bytes=args.max_body_bytes,
+            api_keys=str(args.api_keys) if args.api_keys else None,
+            usage_store=str(args.usage_store),
+            batching=not args.no_batching,
+        )
+        app = build_gateway_app(settings) if args.workers == 1 else None
     # ws="none": no route speaks WebSocket, and loading uvicorn's websockets protocol cost
     # ~15 ms of every start (measured 344 -> 329 ms to the first 200)
     options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": args.access_log, "ws": "none"}
-    if args.workers == 1:
-        uvicorn.run(build_gateway_app(settings), **options)
+    if app is not None:
+        uvicorn.run(app, **options)
     else:
         settings_to_environment(settings)
         uvicorn.run("medfn.gateway:gateway_app_from_environment", factory=True, workers=args.workers, **options)
