@@ -3,14 +3,16 @@
 `drive(url, body, headers, requests, concurrency, processes)` splits the callers over a few
 processes (asyncio + aiohttp each: on 2 cores one Python client process tops out near the rate
 a small-model server reaches, so the client must not be the bottleneck it measures), sends
-exactly `requests` POSTs to loopback, and returns every latency and the wall time from the
-first send to the last answer. A non-200 answer stops the run: a fast error is not throughput.
+exactly `requests` POSTs to loopback, and returns every latency, the wall time from the first
+send to the last answer, and the CPU time the callers used (they share the server's cores).
+A non-200 answer stops the run: a fast error is not throughput.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import resource
 import time
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ class Load:
     concurrency: int
     seconds: float
     latencies: list[float]  # seconds, one per request
+    client_cpu_s: float  # user + system time of the callers' processes
 
     @property
     def rps(self) -> float:
@@ -37,7 +40,7 @@ class Load:
         return percentile(self.latencies, 99) * 1000
 
 
-async def _callers(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float, float]:
+async def _callers(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float, float, float]:
     import aiohttp
 
     latencies: list[float] = []
@@ -56,13 +59,19 @@ async def _callers(url: str, body: bytes, headers: dict[str, str], requests: int
                         raise RuntimeError(f"{url} answered {response.status}: {answer[:300]!r}")
                 latencies.append(time.perf_counter() - started)
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _cpu_s()  # imports and set-up not counted
         await asyncio.gather(*(caller() for _ in range(concurrency)))
-        return latencies, started, time.perf_counter()
+        return latencies, started, time.perf_counter(), _cpu_s() - cpu_before
 
 
-def _process(job: tuple) -> tuple[list[float], float, float]:  # type: ignore[type-arg]
+def _process(job: tuple) -> tuple[list[float], float, float, float]:  # type: ignore[type-arg]
+    """One process's callers: latencies, first send, last answer, the CPU time they took."""
     return asyncio.run(_callers(*job))
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int, processes: int = 2) -> Load:
@@ -79,4 +88,4 @@ def drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurr
             results = pool.map(_process, jobs)
     latencies = [lat for result in results for lat in result[0]]
     seconds = max(r[2] for r in results) - min(r[1] for r in results)
-    return Load(requests, concurrency, seconds, latencies)
+    return Load(requests, concurrency, seconds, latencies, sum(r[3] for r in results))

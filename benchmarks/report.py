@@ -50,6 +50,11 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                 ratio = medfn["rps"] / best["rps"]
                 measured = f"{ratio:.2f}x ({medfn['rps']:.0f} vs {best['rps']:.0f}){round_range(medfn, best, 'rps', 'x')}"
                 met = yes(ratio >= goal)
+                if "server_cpu_ms" in medfn and best.get("server_cpu_ms"):
+                    # where the rate comes from: CPU per request, and how much of medfn's is the model's own run
+                    own = serving.get("session_cpu_ms", {}).get(model)
+                    measured += (f"; server CPU per request {medfn['server_cpu_ms']:.2f} vs {best['server_cpu_ms']:.2f} ms"
+                                 + (f" (the model's own run: {own:.2f})" if own else ""))
                 ceiling = serving.get("inference_ceiling_rps", {}).get(model)
                 if ceiling and goal * best["rps"] > ceiling:
                     # no server can answer faster than the model runs: say so rather than just "not met"
@@ -85,6 +90,10 @@ def round_range(medfn: dict, peer: dict, figure: str, unit: str) -> str:
 
 def yes(met: bool) -> str:
     return "met" if met else "not met"
+
+
+def _cpu(row: dict, figure: str) -> str:
+    return f"{row[figure]:.2f}" if figure in row else "not measured"  # results from before CPU was measured
 
 
 def plot(serving: dict, folder: Path) -> list[str]:
@@ -143,14 +152,20 @@ def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) ->
                   "medfn also with the binary tensor extension. Models: breast_mass's MLP (30 features), scan_classifier's "
                   "CNN (1x128x128, 160 KB of JSON), and a ResNet-18-shaped classifier (model_store/build/resnet18_bench.py, "
                   "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a server is timed. "
-                  f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server (serving.json keeps each round's).", "",
-                  "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|---|",
+                  f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server (serving.json keeps each round's). "
+                  "CPU ms/req: CPU time per request of the server's processes and of the load generator, which share the cores.", "",
+                  "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms | server CPU ms/req | client CPU ms/req |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
                   *[f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
-                    f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |" for r in serving["rows"]], ""]
+                    f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {_cpu(r, 'server_cpu_ms')} | {_cpu(r, 'client_cpu_ms')} |"
+                    for r in serving["rows"]], ""]
         if "inference_ceiling_rps" in serving:
             lines += ["Ceiling: bare `session.run` on one request's input in this process, with no HTTP and no load generator "
                       "on the cores (the better of one caller on medfn's session and one single-thread caller per core), "
                       "runs/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in serving["inference_ceiling_rps"].items()) + ".", ""]
+        if "session_cpu_ms" in serving:
+            lines += ["The model's own share of medfn's server CPU: one bare run on medfn's session takes, in CPU ms, "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in serving["session_cpu_ms"].items()) + ".", ""]
         lines += [f"- skipped {k}: {v}" for k, v in serving["skipped"].items()]
         lines += [f"![{p}]({p})" for p in pictures] + [""]
     if "server_cold_start" in data:

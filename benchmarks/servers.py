@@ -152,6 +152,25 @@ def check_answer(launch: Launch, model: BenchModel) -> None:
         raise RuntimeError(f"{launch.server} answered {data.ravel()[:4]}..., onnxruntime gives {expected.ravel()[:4]}...")
 
 
+def cpu_seconds(process: subprocess.Popen) -> float:  # type: ignore[type-arg]
+    """CPU time (user + system) used so far by the server and every process under it: a server
+    that forks workers (BentoML's supervisor starts its own) is counted with them. Linux /proc only."""
+    parents, ticks = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # what follows "pid (comm)"
+        except (OSError, IndexError):
+            continue  # gone between listing and reading
+        pid = int(stat.parent.name)
+        parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])  # ppid; utime + stime
+    tree, grew = {process.pid}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen) -> None:  # type: ignore[type-arg]
     import signal
 

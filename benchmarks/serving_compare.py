@@ -1,11 +1,14 @@
-"""Requests/s and latency (p50, p99) of `medfn serve`, KServe and BentoML on the same ONNX files.
+"""Requests/s, latency (p50, p99) and CPU per request of `medfn serve`, KServe and BentoML on the same ONNX files.
 
 For each model (breast_mass's MLP and scan_classifier's CNN, small; resnet18, a ResNet-18-shaped
-classifier) each server
-is started alone, warmed up, then driven by benchmarks/loadgen.py with the same OIP v2 JSON
+classifier) each server is started alone, warmed up, then driven by benchmarks/loadgen.py with the same OIP v2 JSON
 body, request count and concurrency at each level; medfn is driven a second time with the
 binary tensor extension (the peers are not: KServe's REST server and our BentoML service take
 JSON). Every server runs its defaults with one process; so does medfn (`medfn serve`).
+Beside each level's rate: the CPU time the server (its whole process group) and the load
+generator spent per request. Server and callers share the cores, so when both are busy the
+rate is about cores / (server + client CPU per request): the CPU figures say where a rate
+comes from, and are steadier than the rates on a shared machine.
 The whole sweep runs --rounds times (3) and each figure is the median of its rounds: on a
 shared 2-core machine one run's ratios moved by 10-20% (a target met in one run, missed in
 the next). Peers are installed into .medfn/peers/ on first use; one that cannot be is
@@ -57,9 +60,12 @@ def measure(server: str, model: servers.BenchModel, key: str, python: Path | Non
         for encoding, (body, headers) in bodies.items():
             drive(launch.infer_url, body, headers, max(16, 2 * max(levels)), max(levels), processes)  # warm-up
             for concurrency in levels:
+                cpu_before = servers.cpu_seconds(process)
                 load = drive(launch.infer_url, body, headers, requests, concurrency, processes)
+                server_cpu_ms = (servers.cpu_seconds(process) - cpu_before) * 1000 / requests
                 rows.append({"model": key, "server": server, "encoding": encoding, "concurrency": concurrency,
                              "requests": requests, "rps": load.rps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
+                             "server_cpu_ms": server_cpu_ms, "client_cpu_ms": load.client_cpu_s * 1000 / requests,
                              "latencies_ms": [round(x * 1000, 3) for x in load.latencies]})
                 progress.update(1)
     finally:
@@ -67,11 +73,12 @@ def measure(server: str, model: servers.BenchModel, key: str, python: Path | Non
     return rows
 
 
-def inference_ceiling(model: servers.BenchModel, seconds: float = 3.0) -> float:
+def inference_ceiling(model: servers.BenchModel, seconds: float = 3.0) -> tuple[float, float]:
     """Runs/s of a bare session.run on one request's input, here, with no HTTP and no load
     generator on the cores: the rate no server of this model can beat on this machine.
     The better of one caller on medfn's session (intra-op threads = cores) and one caller per
-    core, each on a one-thread session."""
+    core, each on a one-thread session. Second: the CPU ms one run takes on medfn's session,
+    the part of medfn's CPU per request that is the model's own."""
     import threading
 
     import numpy as np
@@ -80,7 +87,7 @@ def inference_ceiling(model: servers.BenchModel, seconds: float = 3.0) -> float:
 
     feeds = {model.input: np.random.default_rng(1).random(model.shape, dtype=np.float32)}
 
-    def rate(sessions: list) -> float:  # type: ignore[type-arg]
+    def rate(sessions: list) -> tuple[float, float]:  # type: ignore[type-arg]
         for session in sessions:
             session.run(None, feeds)  # first run: ORT's allocations
         runs = [0] * len(sessions)
@@ -91,16 +98,18 @@ def inference_ceiling(model: servers.BenchModel, seconds: float = 3.0) -> float:
                 sessions[i].run(None, feeds)
                 runs[i] += 1
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), time.process_time()
         threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(sessions))]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        return sum(runs) / (time.perf_counter() - started)
+        return sum(runs) / (time.perf_counter() - started), (time.process_time() - cpu_before) * 1000 / sum(runs)
 
     cores = available_cores()
-    return max(rate([make_session(model.onnx)]), rate([make_session(model.onnx, threads=1) for _ in range(cores)]))
+    medfns, cpu_ms = rate([make_session(model.onnx)])
+    one_thread_each, _ = rate([make_session(model.onnx, threads=1) for _ in range(cores)])
+    return max(medfns, one_thread_each), cpu_ms
 
 
 def main() -> None:
@@ -131,7 +140,8 @@ def main() -> None:
     work_dir = REPO / ".medfn" / "bench"
     work_dir.mkdir(parents=True, exist_ok=True)
     models = servers.bench_models(work_dir)
-    ceiling = {key: inference_ceiling(models[key]) for key in keys}
+    bare = {key: inference_ceiling(models[key]) for key in keys}
+    ceiling, session_cpu_ms = {k: v[0] for k, v in bare.items()}, {k: v[1] for k, v in bare.items()}
     rounds = args.rounds or (1 if args.quick else 3)
     steps = rounds * sum(len(levels) * (2 if n == "medfn" else 1) for n in names) * len(keys)
     measured: list[dict] = []
@@ -144,10 +154,10 @@ def main() -> None:
                     work.mkdir(exist_ok=True)
                     measured += measure(name, models[key], key, pythons.get(name), work, levels, requests, args.processes, bar)
     rows = median_rows(measured)
-    report(rows, skipped, ceiling)
+    report(rows, skipped, ceiling, session_cpu_ms)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "levels": levels,
-                                         "inference_ceiling_rps": ceiling, "rounds": rounds, "machine": machine()}))
+                                         "inference_ceiling_rps": ceiling, "session_cpu_ms": session_cpu_ms, "rounds": rounds, "machine": machine()}))
 
 
 def median_rows(measured: list[dict]) -> list[dict]:
@@ -161,20 +171,22 @@ def median_rows(measured: list[dict]) -> list[dict]:
     rows = []
     for same in groups.values():
         row = {**same[0], "rounds": [{k: r[k] for k in ("rps", "p50_ms", "p99_ms")} for r in same]}
-        for figure in ("rps", "p50_ms", "p99_ms"):
+        for figure in ("rps", "p50_ms", "p99_ms", "server_cpu_ms", "client_cpu_ms"):
             row[figure] = statistics.median(r[figure] for r in same)
         row["latencies_ms"] = [lat for r in same for lat in r["latencies_ms"]]
         rows.append(row)
     return rows
 
 
-def report(rows: list[dict], skipped: dict[str, str], ceiling: dict[str, float]) -> None:
+def report(rows: list[dict], skipped: dict[str, str], ceiling: dict[str, float], session_cpu_ms: dict[str, float]) -> None:
     for key, rate in ceiling.items():
-        print(f"{key}: bare session.run ceiling {rate:.1f} runs/s (no HTTP, no load generator)")
-    print(f"{'model':15} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{key}: bare session.run ceiling {rate:.1f} runs/s (no HTTP, no load generator);"
+              f" {session_cpu_ms[key]:.2f} ms of CPU per run on medfn's session")
+    print(f"{'model':15} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+          f" {'server CPU ms/req':>17} {'client CPU ms/req':>17}")
     for r in rows:
         print(f"{r['model']:15} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
-              f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+              f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f}")
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
 

@@ -1,14 +1,19 @@
-"""`medfn bench`'s cheap parts: its help, the percentile helper and the cost arithmetic.
+"""`medfn bench`'s cheap parts: its help, its timing and CPU helpers, and the cost arithmetic.
 
 The benchmarks themselves are slow and load the machine; they run by hand (`medfn bench`).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 
-from benchmarks.stats import percentile
+from benchmarks.servers import cpu_seconds
+from benchmarks.stats import ANSWERED, percentile, spawn_to_answer
 from medfn.cli import main
 from medfn.metering import pricing
 
@@ -25,6 +30,32 @@ def test_percentile_matches_numpy(q: float) -> None:
     values = list(np.random.default_rng(3).exponential(size=101))
     assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
     assert percentile([5.0], q) == 5.0
+
+
+def test_spawn_to_answer_stops_the_clock_at_the_answer_not_at_the_exit() -> None:
+    started = time.monotonic()
+    seconds, out = spawn_to_answer([sys.executable, "-c", f"print('hello'); {ANSWERED}; __import__('time').sleep(1)"])
+    assert "hello" in out
+    assert 0 < seconds < (time.monotonic() - started) - 0.9  # the second after the answer is not counted
+
+
+def test_spawn_to_answer_says_when_there_was_no_answer() -> None:
+    with pytest.raises(RuntimeError, match="never printed"):
+        spawn_to_answer([sys.executable, "-c", "print('no answer')"])
+
+
+def test_cpu_seconds_counts_the_processes_a_server_starts() -> None:
+    # a server that sleeps and a worker it starts that spins ~0.3 s: the worker's CPU is the server's
+    spin = "import time; t = time.process_time(); exec('while time.process_time() - t < 0.3: pass')"
+    server = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {spin!r}]); time.sleep(3)"])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while cpu_seconds(server) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cpu_seconds(server) >= 0.25
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_sagemaker_serverless_cost_rounds_memory_up_and_bills_per_ms() -> None:
