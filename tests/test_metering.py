@@ -19,7 +19,7 @@ from medfn.metering.emf import EmfMeter
 from medfn.metering.keys import KeyGate, load_keys
 from medfn.metering.middleware import Metering
 from medfn.metering.record import UsageRecord
-from medfn.metering.sqlite_store import SqliteMeter
+from medfn.metering.sqlite_store import SqliteMeter, read_usage
 from medfn.metering.keys import period_start
 from medfn.metering.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, lambda_cost
 from medfn.metering.tiers import Tier
@@ -88,6 +88,16 @@ def test_quota_survives_a_restart(tmp_path: Path) -> None:
     meter.record(UsageRecord(period_start("MONTH", now) - 10, "clinic-a", "m", "1", 200, 3.0, 1, 512))
     assert meter.calls_since("clinic-a", period_start("MONTH", now)) == 1
     meter.close()
+
+
+def test_a_flush_of_thousands_of_calls_stores_each_once(tmp_path: Path) -> None:
+    # more rows than one INSERT statement takes, and a last, shorter statement
+    meter = SqliteMeter(tmp_path / "usage.sqlite3", flush_s=3600)
+    made = [UsageRecord(1_700_000_000.0 + i, f"key-{i % 3}", "m", "1", 200, i / 10, 1, 512, f"req-{i}") for i in range(2_345)]
+    for record in made:
+        meter.record(record)
+    meter.close()
+    assert read_usage(tmp_path / "usage.sqlite3") == made
 
 
 def test_api_gateway_key_id_reaches_cloudwatch_as_emf(affine_plane, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
