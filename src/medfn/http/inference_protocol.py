@@ -30,18 +30,6 @@ _INFER_BODY = {
 def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
     router = APIRouter(tags=["Open Inference Protocol v2"])
 
-    @router.get("/v2", openapi_extra=returns("ServerMetadata"))
-    async def server_metadata() -> JSONBody:
-        return JSONBody({"name": "medfn", "version": medfn.__version__, "extensions": ["binary_tensor_data"]})
-
-    @router.get("/v2/health/live", openapi_extra=returns("ServerLive"))
-    async def live() -> JSONBody:
-        return JSONBody({"live": True})
-
-    @router.get("/v2/health/ready", openapi_extra=returns("ServerReady"))
-    async def ready() -> JSONBody:
-        return JSONBody({"ready": plane.ready}, status_code=200 if plane.ready else 503)
-
     def metadata(model: Model) -> JSONBody:
         from medfn.batching import serving_parameters  # batching is a server's: Lambda's init skips it
 
@@ -91,22 +79,37 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
     def target(request: Request) -> Model:
         return plane.get(request.path_params["model"], request.path_params.get("version"))
 
-    # The same three endpoints with and without /versions/{version}. Endpoints take only the
-    # Request (path parameters read from it): a typed parameter makes FastAPI import
-    # pydantic.v1 to inspect it, ~25 ms of every cold start; medfn.http.openapi documents them.
+    # The same three endpoints with and without /versions/{version}, infer first: FastAPI
+    # tries routes in the order they were added, and each miss costs about a microsecond
+    # on every call (the server routes, which no call to a model can match, go after).
+    # Endpoints take only the Request (path parameters read from it): a typed parameter
+    # makes FastAPI import pydantic.v1 to inspect it, ~25 ms of every cold start;
+    # medfn.http.openapi documents them.
     for suffix in ("", "/versions/{version}"):
         base = "/v2/models/{model}" + suffix
 
-        @router.get(base, openapi_extra=returns("ModelMetadata"))
-        async def model_metadata(request: Request) -> JSONBody:
-            return metadata(target(request))
+        @router.post(base + "/infer", openapi_extra=returns("InferenceResponse", _INFER_BODY))
+        async def model_infer(request: Request) -> Response:
+            return await infer(target(request), request)
 
         @router.get(base + "/ready", openapi_extra=returns("ModelReady"))
         async def model_ready_route(request: Request) -> JSONBody:
             return model_ready(target(request))
 
-        @router.post(base + "/infer", openapi_extra=returns("InferenceResponse", _INFER_BODY))
-        async def model_infer(request: Request) -> Response:
-            return await infer(target(request), request)
+        @router.get(base, openapi_extra=returns("ModelMetadata"))
+        async def model_metadata(request: Request) -> JSONBody:
+            return metadata(target(request))
+
+    @router.get("/v2", openapi_extra=returns("ServerMetadata"))
+    async def server_metadata() -> JSONBody:
+        return JSONBody({"name": "medfn", "version": medfn.__version__, "extensions": ["binary_tensor_data"]})
+
+    @router.get("/v2/health/live", openapi_extra=returns("ServerLive"))
+    async def live() -> JSONBody:
+        return JSONBody({"live": True})
+
+    @router.get("/v2/health/ready", openapi_extra=returns("ServerReady"))
+    async def ready() -> JSONBody:
+        return JSONBody({"ready": plane.ready}, status_code=200 if plane.ready else 503)
 
     return router
