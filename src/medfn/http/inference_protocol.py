@@ -10,6 +10,7 @@ from medfn.errors import BadRequest
 from medfn.http.body import read_body
 from medfn.http.offload import Runner, run_model
 from medfn.http.responses import JSONBody, request_id
+from medfn.http.routing import RequestRoute
 from medfn.http.openapi import ref, returns
 from medfn.model import Model
 from medfn.oip import encode_response, parse_request
@@ -28,7 +29,7 @@ _INFER_BODY = {
 
 
 def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
-    router = APIRouter(tags=["Open Inference Protocol v2"])
+    router = APIRouter(tags=["Open Inference Protocol v2"], route_class=RequestRoute)
 
     def metadata(model: Model) -> JSONBody:
         from medfn.batching import serving_parameters  # batching is a server's: Lambda's init skips it

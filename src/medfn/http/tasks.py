@@ -9,6 +9,7 @@ from medfn.http.body import task_payload
 from medfn.http.offload import Runner, predict_task
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.openapi import returns
+from medfn.http.routing import RequestRoute
 from medfn.plane import InferencePlane
 
 _PREDICT_BODY = {
@@ -27,7 +28,7 @@ _PREDICT_BODY = {
 
 
 def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
-    router = APIRouter(tags=["task routes"])
+    router = APIRouter(tags=["task routes"], route_class=RequestRoute)
 
     @router.get("/v1/models", openapi_extra=returns("ModelList"))
     async def list_models() -> JSONBody:
