@@ -56,8 +56,8 @@ def create_app(
     # The routes join the app's own router, model calls first, rather than being included:
     # FastAPI tries routes in order, and keeps an included router as a layer it matches each
     # path through twice. Measured on a breast_mass call through the whole app: 133 -> 103 us.
-    for router in routers:
-        app.router.routes.extend(router.routes)
+    # They go ahead of the docs routes FastAPI has already added, which no model call matches.
+    app.router.routes[:0] = [route for router in routers for route in router.routes]
 
     @app.exception_handler(MedfnError)
     async def medfn_error(request: Request, exc: MedfnError) -> JSONBody:
