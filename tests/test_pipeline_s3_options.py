@@ -4,6 +4,7 @@ asynchronous attempt count, tag quarantine, FHIR output, a results bucket, vanis
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -107,3 +108,58 @@ def test_vanished_and_overwritten_objects_get_an_error_record(classifier_handler
     assert items[PNG.key]["reason"] == "S3 GetObject: the object no longer exists"
     assert items[DICOM.key]["reason"] == "S3 GetObject: the object was overwritten since the event"
     assert keys_under(pipeline_env, bucket, "quarantine/") == set()
+
+
+def test_poison_whose_removal_was_cut_short_is_removed_by_the_next_delivery(
+    classifier_handler: Any, pipeline_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed between the error record and the delete: the redelivered event finishes the move."""
+    from medfn.pipeline.s3_storage import S3Storage
+
+    s3 = pipeline_env["s3"]
+    bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
+    puts = upload(pipeline_env, bucket, (TEXT,))
+    event = s3_event(bucket, TEXT.key, puts[TEXT.key], len(TEXT.data))
+    source = S3Notifications(classifier_handler.function)
+    with monkeypatch.context() as killed:
+        killed.setattr(S3Storage, "release", lambda self, ref: None)  # the process died here
+        assert source(event, None)["errors"] == 1
+    assert keys_under(pipeline_env, bucket, TEXT.key) == {TEXT.key}
+
+    assert source(event, None)["duplicates"] == 1
+    assert keys_under(pipeline_env, bucket, "") == {f"quarantine/{TEXT.key}"}
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=TEXT.key).get("Versions", [])
+    assert puts[TEXT.key]["VersionId"] not in {v["VersionId"] for v in versions}  # that version, deleted
+    (item,) = status_items(pipeline_env, bucket)
+    assert item["outcome"] == "error"
+
+
+def test_in_an_unversioned_bucket_only_the_upload_the_event_named_is_removed(
+    classifier_handler: Any, pipeline_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No version to delete by: the delete is conditional on the ETag, so a newer upload under
+    the same key survives a late redelivery of the old one's event, and gets its own record."""
+    from medfn.pipeline.s3_storage import S3Storage
+
+    s3 = pipeline_env["s3"]
+    bucket = f"medfn-unversioned-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    source = S3Notifications(classifier_handler.function)
+
+    def event_for(scan_key: str, body: bytes) -> dict[str, Any]:
+        put = s3.put_object(Bucket=bucket, Key=scan_key, Body=body)
+        return s3_event(bucket, scan_key, {"ETag": put["ETag"], "VersionId": ""}, len(body))
+
+    assert source(event_for("first.txt", TEXT.data), None)["errors"] == 1  # plain path: moved
+    assert keys_under(pipeline_env, bucket, "") == {"quarantine/first.txt"}
+
+    old = event_for(TEXT.key, TEXT.data)
+    with monkeypatch.context() as killed:
+        killed.setattr(S3Storage, "release", lambda self, ref: None)
+        assert source(old, None)["errors"] == 1
+    newer = event_for(TEXT.key, PNG.data)  # the same key, uploaded again before the redelivery
+    assert source(old, None)["duplicates"] == 1
+    assert s3.get_object(Bucket=bucket, Key=TEXT.key)["Body"].read() == PNG.data
+    assert source(newer, None)["results"] == 1
+    outcomes = sorted((item["key"], item["outcome"]) for item in status_items(pipeline_env, bucket))
+    assert outcomes == [("first.txt", "error"), (TEXT.key, "error"), (TEXT.key, "result")]

@@ -140,3 +140,19 @@ def test_transient_failures_are_retried_up_to_the_limit(
     (record,) = status.records()
     assert record["outcome"] == outcome and record["attempts"] == (1 if outcome == "result" else 3)
     assert record.get("retryable", False) == (outcome == "error")
+
+
+def test_release_removes_the_file_seen_and_never_its_replacement(tmp_path: Path) -> None:
+    from medfn.pipeline.errors import ObjectMissing
+
+    storage = FolderStorage(tmp_path)
+    path = drop(tmp_path, "notes.txt", b"first upload", age_s=10)
+    seen = storage.ref_for(path)
+    drop(tmp_path, "notes.txt", b"a newer upload under the same name")
+    with pytest.raises(ObjectMissing):
+        storage.release(seen)
+    assert path.read_bytes() == b"a newer upload under the same name"
+    storage.release(storage.ref_for(path))
+    assert not path.exists()
+    with pytest.raises(ObjectMissing):  # twice: gone already, which the worker takes as done
+        storage.release(seen)

@@ -74,8 +74,13 @@ class FolderStorage:
         return str(target)
 
     def release(self, ref: ObjectRef) -> None:
+        path = self.incoming / ref.key
         try:
-            (self.incoming / ref.key).unlink(missing_ok=True)
+            if self.ref_for(path).etag != ref.etag:
+                raise ObjectMissing("the file was replaced since it was seen: the new one is a new upload")
+            path.unlink()
+        except FileNotFoundError as exc:
+            raise ObjectMissing("the file no longer exists") from exc
         except OSError as exc:
             raise StorageUnavailable("the quarantined file could not be removed from incoming") from exc
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from medfn.pipeline.errors import StorageUnavailable, TransientFailure
+from medfn.pipeline.errors import TransientFailure
 from medfn.pipeline.folder_storage import FolderStorage
 from medfn.pipeline.types import BatchSummary, ObjectRef
 from medfn.pipeline.worker import ScanWorker
@@ -86,17 +86,6 @@ class FolderWatch:
                 self._done.add(marker)  # the worker recorded the error; a restart tries again
             summary.transient.append(ref.key)
             return
-        if handled == "duplicate":
-            self._release_if_poison(ref)
         self._done.add(marker)
         self._failures.pop(marker, None)
         summary.count(handled)
-
-    def _release_if_poison(self, ref: ObjectRef) -> None:
-        """Poison recorded by a process killed before it removed the file from incoming/: its
-        quarantine copy and error record exist, so only the removal is left to do."""
-        try:
-            if self.worker.status.settled(ref) == "error":
-                self.storage.release(ref)
-        except StorageUnavailable:
-            log.warning("recorded as poison, still in incoming (removal failed): %s", ref.key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,8 @@ from medfn.pipeline.errors import ObjectMissing, StorageUnavailable
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.storage import RESULT_MEDIA_TYPES, tag_safe
 from medfn.pipeline.types import ObjectRef
+
+log = logging.getLogger(__name__)
 
 _GONE = {"NoSuchKey", "NoSuchVersion", "404"}
 _CHANGED = {"PreconditionFailed", "412"}
@@ -76,10 +79,17 @@ class S3Storage:
     def release(self, ref: ObjectRef) -> None:
         if self.settings.quarantine_mode != "move":
             return
+        # Exactly what was copied, never a newer upload under the same key: that version, or
+        # (unversioned) the object only while its ETag is still the one the event named.
+        if ref.versioned:
+            selector = {"VersionId": ref.version_id}
+        elif ref.etag:
+            selector = {"IfMatch": _quoted(ref.etag)}
+        else:
+            log.warning("left in place: no version or ETag tells this upload apart from a newer one: %s", ref.key)
+            return
         with _s3_errors("DeleteObject"):
-            # Deleting the version removes exactly what was copied, never a newer upload.
-            version = {"VersionId": ref.version_id} if ref.versioned else {}
-            self.client.delete_object(Bucket=ref.bucket, Key=ref.key, **version)
+            self.client.delete_object(Bucket=ref.bucket, Key=ref.key, **selector)
 
     def _check_size(self, size: int | None) -> None:
         if size is not None and int(size) > self.settings.max_object_bytes:

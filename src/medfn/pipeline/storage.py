@@ -28,7 +28,8 @@ class ScanStorage(Protocol):
         ...
 
     def release(self, ref: ObjectRef) -> None:
-        """After the error record: remove the original where quarantine moves objects."""
+        """After the error record: remove the original where quarantine moves objects, only
+        while it is still the upload `ref` names. ObjectMissing: gone, or replaced since."""
         ...
 
 

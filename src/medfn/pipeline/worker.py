@@ -1,6 +1,6 @@
 """One uploaded object from event to record: the part every transport shares.
 
-    settled already? -> duplicate, nothing written
+    settled already? -> duplicate, nothing written (poison: finish releasing the original)
     fetch -> analyse -> write result(s) -> record "result"
     poison (a 4xx MedfnError)  -> quarantine -> record "error" -> release the original
     transient (5xx, a bug)     -> count the attempt; after the last, record a retryable
@@ -44,8 +44,11 @@ class ScanWorker:
         """Settle `ref` or raise TransientFailure. `attempt`: the delivery's count where the
         transport keeps one (SQS ApproximateReceiveCount); otherwise the status table counts."""
         try:
-            if self.status.settled(ref) is not None:
+            settled = self.status.settled(ref)
+            if settled is not None:
                 log.info("already recorded, skipped: %s (%s)", ref.key, ref.identity)
+                if settled == "error":
+                    self._finish_release(ref)
                 return "duplicate"
             data = self.storage.fetch(ref)
             analysis = analyse(self.plane, self.model, data)
@@ -85,11 +88,26 @@ class ScanWorker:
                              model=self.model, recorded_at=now_iso())
             )
             if location:
-                self.storage.release(ref)
+                self._release(ref)
         except Exception as failure:  # counted like any storage failure: the last attempt leaves a record
             return self._retry_or_give_up(ref, failure, attempt)
         log.warning("error for %s (%s): %s [%s]", ref.key, ref.identity, reason, code)
         return "error" if written else "duplicate"
+
+    def _release(self, ref: ObjectRef) -> None:
+        try:
+            self.storage.release(ref)
+        except ObjectMissing:
+            pass  # removed already, or replaced by a newer upload that is not ours to remove
+
+    def _finish_release(self, ref: ObjectRef) -> None:
+        """A delivery killed between its error record and the release left the original in
+        place (move mode); the record and the quarantine copy exist, so finish the removal. A
+        failure here is only logged: the record stands, and the next delivery tries again."""
+        try:
+            self._release(ref)
+        except Exception:
+            log.warning("recorded as poison, still in place (removal failed): %s", ref.key)
 
     def _retry_or_give_up(self, ref: ObjectRef, exc: BaseException, attempt: int | None) -> Handled:
         reason = safe_reason(exc)
