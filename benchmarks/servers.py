@@ -154,7 +154,8 @@ def check_answer(launch: Launch, model: BenchModel) -> None:
 
 def cpu_seconds(process: subprocess.Popen) -> float:  # type: ignore[type-arg]
     """CPU time (user + system) used so far by the server and every process under it: a server
-    that forks workers (BentoML's supervisor starts its own) is counted with them. Linux /proc only."""
+    that forks workers (BentoML's supervisor starts its own) is counted with them, including
+    workers that have exited and been waited for (their parent's cutime and cstime). Linux /proc only."""
     parents, ticks = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -162,7 +163,8 @@ def cpu_seconds(process: subprocess.Popen) -> float:  # type: ignore[type-arg]
         except (OSError, IndexError):
             continue  # gone between listing and reading
         pid = int(stat.parent.name)
-        parents[pid], ticks[pid] = int(fields[1]), int(fields[11]) + int(fields[12])  # ppid; utime + stime
+        # ppid; utime + stime + cutime + cstime (children it has reaped)
+        parents[pid], ticks[pid] = int(fields[1]), sum(int(field) for field in fields[11:15])
     tree, grew = {process.pid}, True
     while grew:
         below = {pid for pid, parent in parents.items() if parent in tree} - tree

@@ -58,6 +58,17 @@ def test_cpu_seconds_counts_the_processes_a_server_starts() -> None:
         server.wait()
 
 
+def test_cpu_seconds_keeps_a_worker_that_has_exited_and_been_reaped() -> None:
+    spin = "import time; t = time.process_time(); exec('while time.process_time() - t < 0.3: pass')"
+    server = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {spin!r}]); print('reaped', flush=True); time.sleep(3)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "reaped"
+        assert cpu_seconds(server) >= 0.25
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_sagemaker_serverless_cost_rounds_memory_up_and_bills_per_ms() -> None:
     # 512 MB runs on the 1 GB size; 1.2 ms bills as 2 ms; 1 GiB of data in and out at $0.016/GB
     one_gib = 1024**3
