@@ -19,7 +19,7 @@ from medfn.store import ArtifactError, ModelStore, verified_artifacts
 
 if TYPE_CHECKING:
     from medfn.batching import DynamicBatcher
-    from medfn.runtime import Device
+    from medfn.runtime import Device, OverlapSessions
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class Model:
     provider: str = ""
     device: Device | None = None  # set with the session (onnxruntime is imported at load)
     session: Any = field(default=None, repr=False)
+    # Where calls may overlap on the CPU, the session each call runs on (medfn.runtime).
+    overlap: OverlapSessions | None = field(default=None, repr=False)
     # Set by a server (medfn.batching.start_batchers); None: every request runs inline.
     batcher: DynamicBatcher | None = field(default=None, repr=False)
     # The media types the task route takes; empty: only raw tensors through OIP.
@@ -70,7 +72,7 @@ class Model:
 
     def load(self) -> bool:
         """Verify artifacts, make the session, let the task load its extras. Never raises."""
-        from medfn.runtime import make_session, session_device
+        from medfn.runtime import make_session, overlap_sessions, session_device
 
         try:
             paths = verified_artifacts(self.store, self.config, self.version)
@@ -79,6 +81,7 @@ class Model:
             self.session = make_session(paths["model.onnx"])
             self.provider = self.session.get_providers()[0]
             self.device = session_device(self.session)
+            self.overlap = overlap_sessions(self.session, paths["model.onnx"])
             self.load_task(paths)
         except ArtifactError as exc:
             return self._not_ready(str(exc))
@@ -125,7 +128,13 @@ class Model:
         """One session run, of one request or of a whole batch."""
         from medfn.runtime import run_session
 
-        return dict(zip(names, run_session(self.session, names, inputs, self.device)))
+        if self.overlap is None:
+            return dict(zip(names, run_session(self.session, names, inputs, self.device)))
+        session = self.overlap.acquire()
+        try:
+            return dict(zip(names, run_session(session, names, inputs, self.device)))
+        finally:
+            self.overlap.release()
 
     # -- the task route ----------------------------------------------------------------------
 
