@@ -81,6 +81,16 @@ def test_every_model_call_is_recorded_and_usage_prints_cost(affine_plane, tmp_pa
     assert "clinic-a" in out and "affine" in out and "total estimated Lambda cost" in out
 
 
+def test_a_usage_record_carries_the_request_id_its_caller_was_answered_with(affine_plane, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    client, meter = local_client(affine_plane, tmp_path, Tier("roomy", rate_limit=1000, burst_limit=1000, quota=1000))
+    headers = {"x-api-key": KEY_A}
+    sent = client.post("/v2/models/affine/infer", json=INFER, headers={**headers, "x-request-id": "trace-7"})
+    made = client.post("/v2/models/affine/infer", json=INFER, headers=headers)  # the route makes one
+    meter.close()
+    assert [u.request_id for u in read_usage(meter.path)] == ["trace-7", made.headers["x-request-id"]]
+    assert sent.headers["x-request-id"] == "trace-7" and len(made.headers["x-request-id"]) == 32
+
+
 def test_quota_survives_a_restart(tmp_path: Path) -> None:
     meter = SqliteMeter(tmp_path / "usage.sqlite3")
     now = time.time()

@@ -27,6 +27,7 @@ _BILLED_ACTIONS = {"/predict", "/infer"}
 # Health answers load balancers and uptime checks: API Gateway routes it without a key too.
 # The docs pages exist only locally (API Gateway does not route them); a browser sends no key.
 _OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+_WATCHED_HEADERS = frozenset({b"x-model-version", b"x-request-id"})  # read off each model answer
 ANONYMOUS = "anonymous"  # no key asked for (local serve without --api-keys)
 
 
@@ -73,13 +74,13 @@ class MeteringMiddleware:
             await self.app(scope, receive, send)
             return
         status = 500
-        version = ""
+        answered: dict[bytes, str] = {}
 
         async def watching_send(message: Message) -> None:
-            nonlocal status, version
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                version = _response_header(message, b"x-model-version")
+                answered.update(_response_headers(message, _WATCHED_HEADERS))
             await send(message)
 
         clock = time.perf_counter()
@@ -94,12 +95,12 @@ class MeteringMiddleware:
                     timestamp=started,
                     api_key_id=key_id or ANONYMOUS,
                     model=model,
-                    version=version or self._served_version(model, match["version"]),
+                    version=answered.get(b"x-model-version") or self._served_version(model, match["version"]),
                     status=status,
                     duration_ms=duration_ms,
                     billed_units=billed,
                     memory_mb=self.metering.memory_mb.get(model, self.metering.default_memory_mb),
-                    request_id=_request_id(scope),
+                    request_id=_request_id(scope, answered),
                 )
             )
 
@@ -116,9 +117,11 @@ def _gateway_key_id(scope: Scope) -> str:
     return str(identity.get("apiKeyId") or "")
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope, answered: dict[bytes, str]) -> str:
+    """Lambda's own id where there is one (it ties the record to the invocation's logs), else
+    the id the caller was answered with: the one it sent, or one the route made."""
     context = scope.get("aws.context")
-    return str(getattr(context, "aws_request_id", "") or _header(scope, b"x-request-id") or "")
+    return str(getattr(context, "aws_request_id", "") or answered.get(b"x-request-id") or _header(scope, b"x-request-id") or "")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -128,11 +131,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _response_header(message: Message, name: bytes) -> str:
+def _response_headers(message: Message, names: frozenset[bytes]) -> dict[bytes, str]:
+    found = {}
     for key, value in message.get("headers", ()):
-        if key.lower() == name:
-            return str(value.decode("latin-1"))
-    return ""
+        name = key.lower()
+        if name in names:
+            found[name] = str(value.decode("latin-1"))
+    return found
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
