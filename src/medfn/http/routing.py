@@ -3,10 +3,10 @@
 Every medfn endpoint reads what it needs from the Request itself (bodies go to simdjson or
 the codecs, not to pydantic) and builds its own Response. For such an endpoint FastAPI's
 request handler still solves an empty set of dependencies, makes a sub-response to merge
-headers from and checks for streams and response models: ~15 us of a breast_mass call's 93
-(a breast_mass JSON call through the whole app, measured in-process). This route class calls the
-endpoint directly. Everything else stays FastAPI's: matching, the OpenAPI document,
-exception handlers, the body limit and the per-request exit stacks.
+headers from and checks for streams and response models: ~15 us of the 93 a breast_mass JSON
+call spent in the whole app (measured in-process). This route class calls the endpoint
+directly. Everything else stays FastAPI's: matching, the OpenAPI document, exception
+handlers, the body limit and the per-request exit stacks.
 """
 
 from __future__ import annotations
