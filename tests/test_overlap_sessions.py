@@ -28,7 +28,9 @@ def _threads(session: object) -> int:
     return session.get_session_options().intra_op_num_threads  # type: ignore[attr-defined]
 
 
-def test_a_lone_call_runs_wide_and_an_overlapping_one_narrow(affine_path: Path) -> None:
+def test_a_lone_call_runs_wide_and_an_overlapping_one_narrow(affine_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[bool] = []
+    monkeypatch.setattr(runtime, "return_freed_memory", lambda: trims.append(True))
     main = make_session(affine_path)
     overlap = overlap_sessions(main, affine_path)
     assert overlap is not None and _threads(main) == 2
@@ -42,6 +44,7 @@ def test_a_lone_call_runs_wide_and_an_overlapping_one_narrow(affine_path: Path) 
     overlap.release()
     third = overlap.acquire()  # the first is still running: the same one-thread session, made once
     assert third is second
+    assert trims == [True]  # what building it freed went back to the OS, once
     overlap.release()
     overlap.release()
     assert overlap.acquire() is main  # alone again
