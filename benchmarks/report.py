@@ -1,8 +1,8 @@
 """Turns the benchmark scripts' JSON into ratios against the targets, a markdown report and plots.
 
 Reads what `medfn bench` left in --results (cold_start.json, server_cold_start.json, bundle_cold_start.json,
-overhead.json, serving.json, pipeline.json, costs.json; a missing one is reported as not run),
-prints the targets with their measured ratios, and writes --markdown with two PNGs beside it:
+overhead.json, serving.json, pipeline.json, costs.json; a missing one is reported as not run;
+runs.json says when, at which commit and with what command each section ran), prints the targets with their measured ratios, and writes --markdown with two PNGs beside it:
 throughput against concurrency, and latency distributions at each model's highest level.
 
     .venv/bin/python benchmarks/report.py --results .medfn/bench/results --markdown benchmarks/RESULTS.md
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,17 +129,20 @@ def plot(serving: dict, folder: Path) -> list[str]:
     return ["bench_throughput.png", "bench_latency.png"]
 
 
-def markdown(data: dict[str, dict], commands: list[str], pictures: list[str]) -> str:
+def markdown(data: dict[str, dict], pictures: list[str]) -> str:
     host = (data.get("serving") or {}).get("machine") or machine()
-    before = (data.get("started") or {}).get("load_average_before", "not recorded")
+    runs = data.get("runs") or {}
     lines = [
         "# Benchmark results", "",
-        f"Measured {date.today().isoformat()} on {host['cpu']}, {host['cores']} cores **shared with other work**: load "
-        f"average {before} (1, 5, 15 min) just before the run, {host['load_average']} as the serving runs ended (the run "
-        f"itself keeps both cores busy). CPython {host['python']}, onnxruntime on CPU. Every server and the load generator "
+        f"Measured on {host['cpu']}, {host['cores']} cores **shared with other work** (load average "
+        f"{host['load_average']}, 1, 5, 15 min, as the serving runs ended; each section's load just before it "
+        f"started is below). CPython {host['python']}, onnxruntime on CPU. Every server and the load generator "
         "share those cores, so read the ratios, not the absolute rates.", "",
-        "Produced by `.venv/bin/medfn bench` (`pip install -e '.[bench]'`), which ran:", "",
-        *[f"    {c}" for c in commands], "",
+        "Produced by `.venv/bin/medfn bench` (`pip install -e '.[bench]'`), section by section (`--only` reruns "
+        "a section and keeps the others):", "",
+        "| section | started | commit | load average before | command |", "|---|---|---|---|---|",
+        *[f"| {name} | {run['started']} | {run['commit']} | {run['load_average_before']} | `{run['command']}` |"
+          for name, run in runs.items()], "",
         "## Targets", "", "| target | goal | measured | |", "|---|---|---|---|",
         *[f"| {t} | {g} | {m} | {ok} |" for t, g, m, ok in targets(data)], "",
     ]
@@ -226,13 +228,11 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, required=True)
     args = parser.parse_args()
     data = load(args.results)
-    commands_file = args.results / "commands.txt"
-    commands = commands_file.read_text().splitlines() if commands_file.exists() else []
     print("\ntargets (measured ratios):")
     for target, goal, measured, met in targets(data):
         print(f"  {target}: {measured}  [goal {goal}: {met}]")
     pictures = plot(data["serving"], args.markdown.parent) if "serving" in data else []
-    args.markdown.write_text(markdown(data, commands, pictures))
+    args.markdown.write_text(markdown(data, pictures))
     print(f"\nwrote {args.markdown}" + (f" and {', '.join(pictures)} beside it" if pictures else ""))
 
 

@@ -5,9 +5,12 @@ The benchmarks themselves are slow and load the machine; they run by hand (`medf
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +85,20 @@ def test_sagemaker_serverless_cost_rounds_memory_up_and_bills_per_ms() -> None:
 def test_lambda_cost_per_million_at_100_ms_and_1_gb() -> None:
     per_million = pricing.lambda_cost(100, 1024) * 1_000_000
     assert per_million == pytest.approx(0.1 * 0.0000133334 * 1_000_000 + 0.20)
+
+
+def test_a_rerun_section_replaces_its_own_record_and_the_report_says_which_run_is_which(tmp_path: Path) -> None:
+    from benchmarks.report import markdown
+    from medfn.commands.bench import record_run
+
+    record_run(tmp_path, "cold_start", "python benchmarks/cold_start.py --runs 10")
+    record_run(tmp_path, "serving", "python benchmarks/serving_compare.py")
+    record_run(tmp_path, "serving", "python benchmarks/serving_compare.py --rounds 5")  # `--only serving`
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert list(runs) == ["cold_start", "serving"]
+    assert runs["serving"]["command"] == "python benchmarks/serving_compare.py --rounds 5"
+    assert re.fullmatch(r"[0-9a-f]{7,}( with uncommitted changes)?|unknown", runs["cold_start"]["commit"])
+    assert len(runs["cold_start"]["load_average_before"]) == 3
+    report = markdown({"runs": runs}, [])
+    row = next(line for line in report.splitlines() if line.startswith("| serving |"))
+    assert runs["serving"]["commit"] in row and "`python benchmarks/serving_compare.py --rounds 5`" in row

@@ -49,19 +49,41 @@ def run(args: argparse.Namespace) -> int:
         return 2
     args.out = args.out or Path(".medfn") / "bench" / ("quick" if args.quick else "results")
     args.out.mkdir(parents=True, exist_ok=True)
-    # the load before the run says whether other work shared the machine; during it, the run itself loads it
-    (args.out / "started.json").write_text(json.dumps({"load_average_before": [round(x, 2) for x in os.getloadavg()]}))
-    commands = []
     for name in args.only or list(SECTIONS):
         script, full, quick = SECTIONS[name]
         command = [sys.executable, str(benchmarks / script), *(quick if args.quick else full), "--json", str(args.out / f"{name}.json")]
-        commands.append(" ".join(["python", *command[1:]]))
+        record_run(args.out, name, " ".join(["python", *command[1:]]))
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         started = time.monotonic()
         if subprocess.run(command).returncode != 0:
             print(f"{name} failed; the other sections still run")
         print(f"== {name}: {time.monotonic() - started:.0f} s\n", flush=True)
     markdown = args.markdown or (args.out / "RESULTS.md" if args.quick else benchmarks / "RESULTS.md")
-    (args.out / "commands.txt").write_text("\n".join(commands) + "\n")
     report = [sys.executable, str(benchmarks / "report.py"), "--results", str(args.out), "--markdown", str(markdown)]
     return subprocess.run(report).returncode
+
+
+def record_run(out: Path, section: str, command: str) -> None:
+    """Note in OUT/runs.json how and when `section` ran: its command, the commit, the time and
+    the load average just before (whether other work shared the machine; during the run, the
+    run itself loads it). `--only` runs replace their own sections' notes and keep the rest,
+    so a report mixing runs says which figure came from which."""
+    runs_file = out / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    runs[section] = {
+        "command": command,
+        "commit": _commit(),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    runs_file.write_text(json.dumps(runs, indent=2))
+
+
+def _commit() -> str:
+    """The checkout's commit, marked when files differ from it; "unknown" outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" with uncommitted changes" if changed.strip() else "")
