@@ -132,7 +132,7 @@ def test_sqlite_status_writes_one_record_and_only_a_retryable_one_is_replaced(tm
     assert table.record(StatusRecord(ref, "error", code="storage-unavailable", retryable=True))
     assert table.settled(ref) is None  # a redrive may still succeed
     assert table.record(StatusRecord(ref, "result", location="results/k.png.json"))
-    assert table.settled(ref) == "result"
+    assert table.settled(ref) == ("result", "results/k.png.json")
     assert not table.record(StatusRecord(ref, "error", code="x")) and table.count_failure(ref) is None
     assert [r["outcome"] for r in table.records()] == ["result"]
     table.close()

@@ -163,3 +163,24 @@ def test_in_an_unversioned_bucket_only_the_upload_the_event_named_is_removed(
     assert source(newer, None)["results"] == 1
     outcomes = sorted((item["key"], item["outcome"]) for item in status_items(pipeline_env, bucket))
     assert outcomes == [("first.txt", "error"), (TEXT.key, "error"), (TEXT.key, "result")]
+
+
+def test_an_error_that_kept_nothing_never_removes_the_same_bytes_uploaded_again(
+    classifier_handler: Any, pipeline_env: dict[str, Any],
+) -> None:
+    """A scan deleted before it was read gets an error with no quarantine copy. The same bytes
+    uploaded again are the same scan (same ETag): their event is a duplicate, and must leave
+    the new upload where it is, since nothing of it was ever kept."""
+    s3 = pipeline_env["s3"]
+    bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
+    source = S3Notifications(classifier_handler.function)
+    first = upload(pipeline_env, bucket, (PNG,))[PNG.key]
+    s3.delete_object(Bucket=bucket, Key=PNG.key, VersionId=first["VersionId"])
+    assert source(s3_event(bucket, PNG.key, first, len(PNG.data)), None)["errors"] == 1
+
+    again = upload(pipeline_env, bucket, (PNG,))[PNG.key]
+    assert again["ETag"] == first["ETag"]
+    assert source(s3_event(bucket, PNG.key, again, len(PNG.data)), None)["duplicates"] == 1
+    assert s3.get_object(Bucket=bucket, Key=PNG.key, VersionId=again["VersionId"])["Body"].read() == PNG.data
+    (item,) = status_items(pipeline_env, bucket)
+    assert (item["outcome"], item.get("location", "")) == ("error", "")

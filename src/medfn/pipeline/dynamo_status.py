@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from medfn.pipeline.errors import StorageUnavailable
-from medfn.pipeline.types import ObjectRef, Outcome, StatusRecord
+from medfn.pipeline.types import ObjectRef, Outcome, Settled, StatusRecord
 
 _OPEN = "attribute_not_exists(outcome) OR retryable = :yes"  # items a new record may still settle
 
@@ -29,12 +29,12 @@ class DynamoStatusTable:
             self._client = boto3.client("dynamodb")
         return self._client
 
-    def settled(self, ref: ObjectRef) -> Outcome | None:
+    def settled(self, ref: ObjectRef) -> Settled | None:
         item = (self._call("get_item", Key=_key(ref), ConsistentRead=True) or {}).get("Item", {})
         if "outcome" not in item or item.get("retryable", {}).get("BOOL", False):
             return None
         outcome: Outcome = item["outcome"]["S"]
-        return outcome
+        return Settled(outcome, item.get("location", {}).get("S", ""))
 
     def record(self, record: StatusRecord) -> bool:
         from boto3.dynamodb.types import TypeSerializer

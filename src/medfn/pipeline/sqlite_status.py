@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medfn.pipeline.errors import StorageUnavailable
-from medfn.pipeline.types import ObjectRef, Outcome, StatusRecord
+from medfn.pipeline.types import ObjectRef, Settled, StatusRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scans (
@@ -42,12 +42,15 @@ class SqliteStatusTable:
     def close(self) -> None:
         self._db.close()
 
-    def settled(self, ref: ObjectRef) -> Outcome | None:
+    def settled(self, ref: ObjectRef) -> Settled | None:
         rows, _ = self._execute(
-            "SELECT outcome FROM scans WHERE object_uri = ? AND object_version = ? AND retryable = 0",
+            "SELECT outcome, record FROM scans WHERE object_uri = ? AND object_version = ? AND retryable = 0",
             (ref.uri, ref.identity),
         )
-        return rows[0][0] if rows and rows[0][0] else None
+        if not rows or not rows[0][0]:
+            return None
+        outcome, record = rows[0]
+        return Settled(outcome, json.loads(record).get("location", "") if record else "")
 
     def record(self, record: StatusRecord) -> bool:
         _, changed = self._execute(

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Protocol
 
-from medfn.pipeline.types import ObjectRef, Outcome, StatusRecord
+from medfn.pipeline.types import ObjectRef, Settled, StatusRecord
 
 
 class StatusTable(Protocol):
-    def settled(self, ref: ObjectRef) -> Outcome | None:
-        """The outcome already recorded for `ref` (and not open to a retry), or None."""
+    def settled(self, ref: ObjectRef) -> Settled | None:
+        """The outcome (and location) already recorded for `ref`, not open to a retry, or None."""
         ...
 
     def record(self, record: StatusRecord) -> bool:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Outcome = Literal["result", "error"]
+
+
+class Settled(NamedTuple):
+    """What the status table holds for an object already settled: its outcome, and where its
+    result or quarantined copy lies ("" for an error with nothing kept, e.g. a vanished object)."""
+
+    outcome: Outcome
+    location: str
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ class ScanWorker:
             settled = self.status.settled(ref)
             if settled is not None:
                 log.info("already recorded, skipped: %s (%s)", ref.key, ref.identity)
-                if settled == "error":
+                if settled.outcome == "error" and settled.location:
+                    # poison with a quarantine copy; an error that kept nothing (a vanished
+                    # object) must not remove the same bytes uploaded again under its key
                     self._finish_release(ref)
                 return "duplicate"
             data = self.storage.fetch(ref)
