@@ -89,11 +89,11 @@ def test_lambda_cost_per_million_at_100_ms_and_1_gb() -> None:
 
 def test_a_rerun_section_replaces_its_own_record_and_the_report_says_which_run_is_which(tmp_path: Path) -> None:
     from benchmarks.report import markdown
-    from medfn.commands.bench import record_run
+    from medfn.commands.bench import record_run, run_facts
 
-    record_run(tmp_path, "cold_start", "python benchmarks/cold_start.py --runs 10")
-    record_run(tmp_path, "serving", "python benchmarks/serving_compare.py")
-    record_run(tmp_path, "serving", "python benchmarks/serving_compare.py --rounds 5")  # `--only serving`
+    record_run(tmp_path, "cold_start", run_facts("python benchmarks/cold_start.py --runs 10"))
+    record_run(tmp_path, "serving", run_facts("python benchmarks/serving_compare.py"))
+    record_run(tmp_path, "serving", run_facts("python benchmarks/serving_compare.py --rounds 5"))  # `--only serving`
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert list(runs) == ["cold_start", "serving"]
     assert runs["serving"]["command"] == "python benchmarks/serving_compare.py --rounds 5"

@@ -52,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     for name in args.only or list(SECTIONS):
         script, full, quick = SECTIONS[name]
         command = [sys.executable, str(benchmarks / script), *(quick if args.quick else full), "--json", str(args.out / f"{name}.json")]
-        record_run(args.out, name, " ".join(["python", *command[1:]]))
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
-        started = time.monotonic()
-        if subprocess.run(command).returncode != 0:
+        started, facts = time.monotonic(), run_facts(" ".join(["python", *command[1:]]))
+        if subprocess.run(command).returncode == 0:
+            record_run(args.out, name, facts)
+        else:  # its JSON, if any, is an earlier run's: that run's record stays beside it
             print(f"{name} failed; the other sections still run")
         print(f"== {name}: {time.monotonic() - started:.0f} s\n", flush=True)
     markdown = args.markdown or (args.out / "RESULTS.md" if args.quick else benchmarks / "RESULTS.md")
@@ -63,19 +64,24 @@ def run(args: argparse.Namespace) -> int:
     return subprocess.run(report).returncode
 
 
-def record_run(out: Path, section: str, command: str) -> None:
-    """Note in OUT/runs.json how and when `section` ran: its command, the commit, the time and
-    the load average just before (whether other work shared the machine; during the run, the
-    run itself loads it). `--only` runs replace their own sections' notes and keep the rest,
-    so a report mixing runs says which figure came from which."""
-    runs_file = out / "runs.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
-    runs[section] = {
+def run_facts(command: str) -> dict[str, object]:
+    """How and when a section is about to run: its command, the commit, the time, and the
+    load average just before (whether other work shared the machine; during the run, the run
+    itself loads it)."""
+    return {
         "command": command,
         "commit": _commit(),
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def record_run(out: Path, section: str, facts: dict[str, object]) -> None:
+    """Keep `facts` for a section that ran in OUT/runs.json. `--only` runs replace their own
+    sections' records and keep the rest, so a report mixing runs says which figure came from which."""
+    runs_file = out / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    runs[section] = facts
     runs_file.write_text(json.dumps(runs, indent=2))
 
 
