@@ -6,7 +6,7 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,46 +91,55 @@ def make_session(path: Path, threads: int | None = None, providers: str | None =
 class OverlapSessions:
     """The sessions of one model on the CPU, for callers that may overlap (a server's threads).
 
-    A call that starts alone runs on `main`, whose intra-op threads span every core: the
-    lowest latency. A call that starts while another is running gets a one-thread session
-    instead: the cores are taken already, and splitting each operator over threads that then
-    wait for each other only adds synchronisation. Measured on 2 cores, ResNet-18 at
-    concurrency 8: 0.5-0.9 ms less CPU a request (of ~21), 3% more requests/s.
+    The main session's intra-op threads span every core: the lowest latency for a call alone.
+    A call that starts while others already hold half the cores or more gets a one-thread
+    session instead (on 2 cores: any call that is not alone): the cores are taken, and
+    splitting each operator over threads that then wait for each other only adds
+    synchronisation. Measured on 2 cores, ResNet-18 at concurrency 8: 0.5-0.9 ms less CPU a
+    request (of ~21), 3% more requests/s. The main session goes to the next call as soon as it
+    is free, so on a many-core machine a steady pair of callers does not leave it idle.
 
-    The one-thread session is made at the first overlap (ResNet-18: ~70 ms once; the server
-    went from 221 to 245 MiB resident after a burst at concurrency 8), so a process whose
-    calls never overlap (a Lambda environment, one request at a time; a batcher's single
-    thread) never pays for it.
+    The one-thread session is made at the first overlap, from the artifact verified again
+    (ResNet-18: ~70 ms once; the server went from 221 to 245 MiB resident after a burst at
+    concurrency 8), so a process whose calls never overlap (a Lambda environment, one
+    request at a time; a batcher's single thread) never pays for it.
     """
 
-    def __init__(self, main: ort.InferenceSession, path: Path) -> None:
+    def __init__(self, main: ort.InferenceSession, make_narrow: Callable[[], ort.InferenceSession], threads: int) -> None:
         self.main = main
-        self._path = path
+        self._make_narrow = make_narrow
+        self._main_below = max(1, threads // 2)  # calls running elsewhere, at most, for main to be handed out
         self._counting = threading.Lock()
         self._running = 0
-        self._making = threading.Lock()
+        self._main_busy = False
+        self._building = threading.Lock()
         self._narrow: ort.InferenceSession | None = None
 
-    def acquire(self) -> ort.InferenceSession:
-        """The session for a call starting now; `release()` when the call ends."""
+    def acquire(self) -> tuple[ort.InferenceSession, bool]:
+        """The session for a call starting now, and whether it is the main one: hand that to
+        `release()` when the call ends."""
         with self._counting:
+            others = self._running
             self._running += 1
-            if self._running == 1:
-                return self.main
-        return self._narrow or self._make_narrow()
+            if not self._main_busy and others < self._main_below:
+                self._main_busy = True
+                return self.main, True
+        return self._narrow or self._build_narrow(), False
 
-    def release(self) -> None:
+    def release(self, main: bool) -> None:
         with self._counting:
             self._running -= 1
+            if main:
+                self._main_busy = False
 
-    def _make_narrow(self) -> ort.InferenceSession:
-        with self._making:  # one call makes it; calls overlapping meanwhile wait for it
+    def _build_narrow(self) -> ort.InferenceSession:
+        with self._building:  # one call builds it; calls overlapping meanwhile wait for it
             if self._narrow is None:
                 try:
-                    self._narrow = make_session(self._path, threads=1, providers="CPUExecutionProvider")
+                    self._narrow = self._make_narrow()
                     return_freed_memory()
                 except Exception:  # out of memory, say: overlapping calls share the main session
-                    log.exception("no one-thread session for %s; overlapping calls share the main one", self._path.name)
+                    log.exception("no one-thread session; overlapping calls share the main one")
                     self._narrow = self.main
             return self._narrow
 
@@ -147,13 +156,16 @@ def return_freed_memory() -> None:
         pass
 
 
-def overlap_sessions(session: ort.InferenceSession, path: Path) -> OverlapSessions | None:
+def overlap_sessions(
+    session: ort.InferenceSession, make_narrow: Callable[[], ort.InferenceSession]
+) -> OverlapSessions | None:
     """OverlapSessions for a CPU session with more than one intra-op thread, else None: a
     one-thread session runs as narrowly as it can already, and a GPU session's operators do
-    not split over CPU cores."""
-    if session_device(session) != CPU or intra_op_threads() == 1:
+    not split over CPU cores. `make_narrow` builds the model's one-thread CPU session."""
+    threads = intra_op_threads()
+    if session_device(session) != CPU or threads == 1:
         return None
-    return OverlapSessions(session, path)
+    return OverlapSessions(session, make_narrow, threads)
 
 
 def session_device(session: ort.InferenceSession) -> Device:
