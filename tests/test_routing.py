@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse, Response
 
@@ -20,6 +20,14 @@ def _app() -> FastAPI:
     @router.get("/typed")
     async def typed(count: int) -> dict[str, int]:
         return {"double": count * 2}
+
+    async def needs_key(request: Request) -> None:
+        if request.headers.get("x-key") != "k":
+            raise ValueError("no key")
+
+    @router.get("/guarded", dependencies=[Depends(needs_key)])
+    async def guarded(request: Request) -> Response:
+        return JSONResponse({"ok": True})
 
     @router.get("/boom")
     async def boom(request: Request) -> Response:
@@ -56,6 +64,14 @@ def test_an_endpoint_with_typed_parameters_keeps_fastapis_validation() -> None:
     client = TestClient(app)
     assert client.get("/typed", params={"count": 4}).json() == {"double": 8}
     assert client.get("/typed", params={"count": "four"}).status_code == 422
+
+
+def test_a_route_with_dependencies_keeps_fastapis_handler_and_runs_them() -> None:
+    app = _app()
+    assert _handler_module(app, "/guarded") == "fastapi.routing"
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.get("/guarded").json() == {"error": "no key"}
+    assert client.get("/guarded", headers={"x-key": "k"}).json() == {"ok": True}
 
 
 def test_exception_handlers_still_see_what_a_direct_endpoint_raises() -> None:

@@ -26,12 +26,12 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 class RequestRoute(APIRoute):
     """An APIRoute that awaits `endpoint(request)` itself when the endpoint is a coroutine
-    function of the Request alone returning a Response, and hands any other endpoint to
-    FastAPI's own handler, so a route with real parameters keeps their validation."""
+    function of the Request alone returning a Response, with no dependencies; any other
+    endpoint keeps FastAPI's own handler, with its validation and dependencies."""
 
     def get_route_handler(self) -> Handler:
-        if not _takes_request_returns_response(self.endpoint):
-            return super().get_route_handler()
+        if self.dependant.dependencies or not _takes_request_returns_response(self.endpoint):
+            return super().get_route_handler()  # dependencies to solve, or parameters to validate
         endpoint = self.endpoint
 
         async def handler(request: Request) -> Response:
@@ -47,7 +47,10 @@ class RequestRoute(APIRoute):
 def _takes_request_returns_response(endpoint: Callable[..., Any]) -> bool:
     if not inspect.iscoroutinefunction(endpoint):
         return False
-    hints = typing.get_type_hints(endpoint)
+    try:
+        hints = typing.get_type_hints(endpoint)
+    except (NameError, TypeError):  # an annotation named only for type checkers: FastAPI decides
+        return False
     parameters = list(inspect.signature(endpoint).parameters)
     returns = hints.get("return")
     return (
