@@ -43,10 +43,8 @@ class FolderStorage:
         )
 
     def fetch(self, ref: ObjectRef) -> bytes:
-        path = self.incoming / ref.key
         try:
-            if self.ref_for(path).etag != ref.etag:
-                raise ObjectMissing("the file changed since it was seen: its new content is a new upload")
+            path = self._as_seen(ref)
             if path.stat().st_size > self.settings.max_object_bytes:
                 raise PayloadTooLarge(f"file is over the limit of {self.settings.max_object_bytes} bytes")
             return path.read_bytes()
@@ -74,16 +72,20 @@ class FolderStorage:
         return str(target)
 
     def release(self, ref: ObjectRef) -> None:
-        path = self.incoming / ref.key
         try:
-            if self.ref_for(path).etag != ref.etag:
-                raise ObjectMissing("the file was replaced since it was seen: the new one is a new upload")
-            path.unlink()
+            self._as_seen(ref).unlink()
         except FileNotFoundError as exc:
             raise ObjectMissing("the file no longer exists") from exc
         except OSError as exc:
             raise StorageUnavailable("the quarantined file could not be removed from incoming") from exc
 
+
+    def _as_seen(self, ref: ObjectRef) -> Path:
+        """The file `ref` names, while it is still the one seen (FileNotFoundError if gone)."""
+        path = self.incoming / ref.key
+        if self.ref_for(path).etag != ref.etag:
+            raise ObjectMissing("the file changed since it was seen: its new content is a new upload")
+        return path
 
     def _write_atomically(self, target: Path, data: bytes) -> None:
         """Readers of DIR/results never see half a file: write in DIR/.partial, then rename."""
