@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.stats import machine  # noqa: E402
 
 PEERS = ("kserve", "bentoml")
+KEPT = REPO / "benchmarks" / "results"
 
 
 def load(results: Path) -> dict[str, dict]:
@@ -91,6 +92,46 @@ def yes(met: bool) -> str:
     return "met" if met else "not met"
 
 
+def versions(serving: dict) -> str:
+    """"kserve 0.21.0, bentoml 1.4.39; onnxruntime: medfn 1.32.0, ...": what each server ran."""
+    text = ", ".join(f"{k} {v}" for k, v in serving["versions"].items())
+    runtimes = serving.get("onnxruntime")  # recorded since 2026-11-23
+    return text + ("; onnxruntime: " + ", ".join(f"{k} {v}" for k, v in runtimes.items()) if runtimes else "")
+
+
+def serving_table(rows: list[dict]) -> list[str]:
+    return ["| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms | server CPU ms/req | client CPU ms/req |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *[f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
+              f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {_cpu(r, 'server_cpu_ms')} | {_cpu(r, 'client_cpu_ms')} |"
+              for r in rows]]
+
+
+def other_machines() -> list[tuple[str, dict]]:
+    """Serving runs kept from machines other than the one `medfn bench` runs on: each a
+    serving_compare.py JSON committed as benchmarks/results/serving-<machine>-<date>.json."""
+    return [(path.name, json.loads(path.read_text())) for path in sorted(KEPT.glob("serving-*.json"))]
+
+
+def elsewhere(runs: list[tuple[str, dict]]) -> list[str]:
+    """The same targets, computed the same way, from serving runs on other machines: where this
+    machine's cores cap a target, they show what the servers do when the cores do not."""
+    if not runs:
+        return []
+    lines = ["## The same comparison on other machines", "",
+             "Kept runs of `benchmarks/serving_compare.py` from other machines (benchmarks/results/), reported with "
+             "the same code as above. Not re-measured by `medfn bench`.", ""]
+    for name, serving in runs:
+        host = serving["machine"]
+        lines += [f"### {host['cpu']}, {host['cores']} cores ({name})", "",
+                  f"`{serving['command']}`; CPython {host['python']}; {versions(serving)}; load average "
+                  f"{host['load_average']} as it ended; figures are medians of {serving['rounds']} rounds.", "",
+                  "| target | goal | measured | |", "|---|---|---|---|",
+                  *[f"| {t} | {g} | {m} | {ok} |" for t, g, m, ok in targets({"serving": serving})], "",
+                  *serving_table(serving["rows"]), ""]
+    return lines
+
+
 def _cpu(row: dict, figure: str) -> str:
     return f"{row[figure]:.2f}" if figure in row else "not measured"  # results from before CPU was measured
 
@@ -146,21 +187,17 @@ def markdown(data: dict[str, dict], pictures: list[str]) -> str:
         "## Targets", "", "| target | goal | measured | |", "|---|---|---|---|",
         *[f"| {t} | {g} | {m} | {ok} |" for t, g, m, ok in targets(data)], "",
     ]
+    lines += elsewhere(other_machines())
     serving = data.get("serving")
     if serving:
-        versions = ", ".join(f"{k} {v}" for k, v in serving["versions"].items())
         lines += ["## Serving: medfn serve, KServe, BentoML", "",
-                  f"Same ONNX files, same OIP v2 JSON body, one server process each, their defaults ({versions}); "
+                  f"Same ONNX files, same OIP v2 JSON body, one server process each, their defaults ({versions(serving)}); "
                   "medfn also with the binary tensor extension. Models: breast_mass's MLP (30 features), scan_classifier's "
                   "CNN (1x128x128, 160 KB of JSON), and a ResNet-18-shaped classifier (model_store/build/resnet18_bench.py, "
                   "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a server is timed. "
                   f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server (serving.json keeps each round's). "
                   "CPU ms/req: CPU time per request of the server's processes and of the load generator, which share the cores.", "",
-                  "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms | server CPU ms/req | client CPU ms/req |",
-                  "|---|---|---|---|---|---|---|---|---|---|",
-                  *[f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
-                    f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {_cpu(r, 'server_cpu_ms')} | {_cpu(r, 'client_cpu_ms')} |"
-                    for r in serving["rows"]], ""]
+                  *serving_table(serving["rows"]), ""]
         if "inference_ceiling_rps" in serving:
             lines += ["Ceiling: bare `session.run` on one request's input in this process, with no HTTP and no load generator "
                       "on the cores (the better of one caller on medfn's session and one single-thread caller per core), "

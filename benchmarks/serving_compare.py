@@ -129,6 +129,8 @@ def main() -> None:
     keys = (args.models or MODELS["quick" if args.quick else "full"]).split(",")
     names = args.servers.split(",")
     skipped, versions, pythons = {}, {}, {}
+    # Each server's own onnxruntime: the comparison is only of servers while these match.
+    runtimes = {"medfn": peers.version(Path(sys.executable), "onnxruntime")}
     for name in names:
         if name in PEER_MODULES:
             python, why = peers.ensure(name)
@@ -136,6 +138,7 @@ def main() -> None:
                 skipped[name] = why
                 continue
             pythons[name], versions[name] = python, peers.version(python, PEER_MODULES[name])
+            runtimes[name] = peers.version(python, "onnxruntime")
     names = [n for n in names if n not in skipped]
     rows: list[dict] = []
     work_dir = REPO / ".medfn" / "bench"
@@ -157,7 +160,9 @@ def main() -> None:
     rows = median_rows(measured)
     report(rows, skipped, ceiling, session_cpu_ms)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "levels": levels,
+        command = " ".join(["python", str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]])
+        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "onnxruntime": runtimes,
+                                         "command": command, "levels": levels,
                                          "inference_ceiling_rps": ceiling, "session_cpu_ms": session_cpu_ms, "rounds": rounds, "machine": machine()}))
 
 

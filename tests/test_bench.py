@@ -102,3 +102,27 @@ def test_a_rerun_section_replaces_its_own_record_and_the_report_says_which_run_i
     report = markdown({"runs": runs}, [])
     row = next(line for line in report.splitlines() if line.startswith("| serving |"))
     assert runs["serving"]["commit"] in row and "`python benchmarks/serving_compare.py --rounds 5`" in row
+
+
+def test_a_serving_run_kept_from_another_machine_gets_its_own_targets_computed_from_its_rows() -> None:
+    from benchmarks.report import elsewhere
+
+    def row(server: str, encoding: str, concurrency: int, rps: float, p99_ms: float) -> dict:
+        return {"model": "resnet18", "server": server, "encoding": encoding, "concurrency": concurrency,
+                "requests": 300, "rps": rps, "p50_ms": p99_ms / 2, "p99_ms": p99_ms}
+
+    kept = {"machine": {"cpu": "Some Xeon", "cores": 16, "load_average": [1.0, 1.0, 1.0], "python": "3.12.3"},
+            "command": "python benchmarks/serving_compare.py --models resnet18", "rounds": 3,
+            "versions": {"bentoml": "1.4.39"}, "onnxruntime": {"medfn": "1.30.0", "bentoml": "1.30.0"},
+            "rows": [row("medfn", "json", 8, 150, 90), row("medfn", "binary", 8, 250, 60), row("medfn", "json", 32, 160, 300),
+                     row("bentoml", "json", 8, 30, 400), row("bentoml", "json", 32, 30, 1500)]}
+    text = "\n".join(elsewhere([("serving-xeon16.json", kept)]))
+    assert "### Some Xeon, 16 cores (serving-xeon16.json)" in text
+    assert "onnxruntime: medfn 1.30.0, bentoml 1.30.0" in text and "`python benchmarks/serving_compare.py --models resnet18`" in text
+    json_row = next(line for line in text.splitlines() if "medfn json / best peer" in line)
+    binary_row = next(line for line in text.splitlines() if "medfn binary / best peer" in line)
+    p99_row = next(line for line in text.splitlines() if line.startswith("| p99 at concurrency 32"))
+    assert "5.00x (150 vs 30)" in json_row and json_row.endswith("| met |")
+    assert "8.33x (250 vs 30)" in binary_row and binary_row.endswith("| met |")
+    assert "0.20 (300.0 vs 1500.0 ms)" in p99_row
+    assert elsewhere([]) == []
