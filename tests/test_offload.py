@@ -32,6 +32,25 @@ def test_a_function_never_seen_runs_on_the_pool_then_inline_once_it_proved_cheap
     assert runner.unit_cost_s(where) is not None and runner.unit_cost_s(where) < 0.001
 
 
+def test_an_inline_call_lets_the_loop_take_a_turn_before_it_runs() -> None:
+    # Work the loop already holds (here: a callback; in a server: reading the sockets that
+    # became readable) comes before the inline call, not after it.
+    runner = CostAwareRunner(workers=2, inline_below_s=0.001)
+    order: list[str] = []
+
+    def model() -> None:
+        order.append("model")
+
+    async def scenario() -> None:
+        await runner(model)  # first call: on the pool, and now known to be cheap
+        order.clear()
+        asyncio.get_running_loop().call_soon(order.append, "turn")
+        await runner(model)
+
+    asyncio.run(scenario())
+    assert order == ["turn", "model"]
+
+
 def test_a_costly_function_stays_on_the_pool() -> None:
     runner = CostAwareRunner(workers=2, inline_below_s=0.001)
     assert all(name.startswith("medfn-model") for name in calls(runner, 0.005, 0.005, 0.005))

@@ -69,6 +69,13 @@ class CostAwareRunner:
         key, size = _key(fn), max(1, size)
         unit_cost = self._unit_cost_s.get(key)
         if unit_cost is not None and unit_cost * size < self._inline_below_s and not waits:
+            # Yield to the loop once first, so the requests one turn read run in the next turn,
+            # after the loop has polled its sockets again. Run at once, each request ran in the
+            # turn that read it; under callers that each wait for their answer, those answered
+            # last in a turn sent again just after the next poll and missed every turn after:
+            # 2 of 32 connections served at half the rate (scan_classifier at concurrency 32,
+            # p99 36-39 ms, twice the median). With the yield: p99 22 ms, the same req/s.
+            await asyncio.sleep(0)
             return self._timed(key, size, fn, args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, key, size, fn, args)
 
