@@ -154,7 +154,7 @@ def load(url: str, kind: str, requests: int, concurrency: int, clients: int, row
     """
     body, headers = request_body(kind, seed=1, rows=rows)
     result = drive(url, body, headers, requests, concurrency, clients)
-    return len(result.latencies) * rows / result.seconds, result.latencies
+    return result.rps * rows, result.latencies
 
 
 def serve(root: Path, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:  # type: ignore[type-arg]

@@ -196,7 +196,9 @@ def markdown(data: dict[str, dict], pictures: list[str]) -> str:
                   "CNN (1x128x128, 160 KB of JSON), and a ResNet-18-shaped classifier (model_store/build/resnet18_bench.py, "
                   "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a server is timed. "
                   f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server (serving.json keeps each round's). "
-                  "CPU ms/req: CPU time per request of the server's processes and of the load generator, which share the cores.", "",
+                  "CPU ms/req: CPU time per request of the server's processes and of the load generator, which share the cores. "
+                  "Latencies are of the steady state: each caller's first request (it opens the connection, and every caller "
+                  "sends it at once) counts in req/s but is not timed.", "",
                   *serving_table(serving["rows"]), ""]
         if "inference_ceiling_rps" in serving:
             lines += ["Ceiling: bare `session.run` on one request's input in this process, with no HTTP and no load generator "

@@ -2,7 +2,8 @@
 
 For each model (breast_mass's MLP and scan_classifier's CNN, small; resnet18, a ResNet-18-shaped
 classifier) each server is started alone, warmed up, then driven by benchmarks/loadgen.py with the same OIP v2 JSON
-body, request count and concurrency at each level; medfn is driven a second time with the
+body, request count and concurrency at each level (latencies of the steady state: each caller's
+first request is sent but not timed); medfn is driven a second time with the
 binary tensor extension (the peers are not: KServe's REST server and our BentoML service take
 JSON). Every server runs its defaults with one process; so does medfn (`medfn serve`).
 Beside each level's rate: the CPU time the server (its whole process group) and the load
