@@ -126,3 +126,11 @@ def test_a_serving_run_kept_from_another_machine_gets_its_own_targets_computed_f
     assert "8.33x (250 vs 30)" in binary_row and binary_row.endswith("| met |")
     assert "0.20 (300.0 vs 1500.0 ms)" in p99_row
     assert elsewhere([]) == []
+
+
+def test_a_ratio_that_two_decimals_would_round_onto_its_goal_is_shown_with_three() -> None:
+    from benchmarks.report import shown
+
+    assert shown(0.5049, 0.5) == "0.505"
+    assert shown(1.9962, 2.0) == "1.996"
+    assert shown(0.45, 0.5) == "0.45" and shown(2.0, 2.0) == "2.00"
