@@ -193,7 +193,8 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
         rows_each = 1 if level == "low" else args.rows_per_request
         load(url, kind, max(concurrency * 2, 8), concurrency, 1, rows_each)  # warm-up
         before = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
-        rate, latencies = load(url, kind, requests, concurrency, args.clients if level == "high" else 1, rows_each)
+        # loadgen times all but each caller's first request: send that many more
+        rate, latencies = load(url, kind, requests + concurrency, concurrency, args.clients if level == "high" else 1, rows_each)
         after = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
         if args.require_cuda and not after["device"].startswith("cuda"):
             raise SystemExit(f"--require-cuda: the server runs {name} on {after['device']}")

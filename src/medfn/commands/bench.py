@@ -86,10 +86,13 @@ def record_run(out: Path, section: str, facts: dict[str, object]) -> None:
 
 
 def _commit() -> str:
-    """The checkout's commit, marked when files differ from it; "unknown" outside git."""
+    """The checkout's commit, marked when files differ from it; "unknown" outside git. The
+    report and plots an earlier run left do not count: every run rewrites them."""
+    outputs = [f":(exclude){path}" for path in ("benchmarks/RESULTS.md", "benchmarks/bench_*.png")]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+                                 capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" with uncommitted changes" if changed.strip() else "")
