@@ -80,8 +80,12 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
 
 
 def shown(ratio: float, goal: float) -> str:
-    """Two decimals, or three where two would round onto the goal and hide which side it is on."""
-    return f"{ratio:.3f}" if f"{ratio:.2f}" == f"{goal:.2f}" and ratio != goal else f"{ratio:.2f}"
+    """Two decimals, or as many more as it takes not to round onto the goal and hide which side it is on."""
+    for decimals in range(2, 7):
+        text = f"{ratio:.{decimals}f}"
+        if ratio == goal or text != f"{goal:.{decimals}f}":
+            return text
+    return text
 
 
 def round_range(medfn: dict, peer: dict, figure: str, unit: str) -> str:
@@ -98,7 +102,7 @@ def yes(met: bool) -> str:
 
 
 def versions(serving: dict) -> str:
-    """"kserve 0.21.0, bentoml 1.4.39; onnxruntime: medfn 1.32.0, ...": what each server ran."""
+    """"kserve 0.21.0, bentoml 1.4.39; onnxruntime: medfn 1.30.0, ...": what each server ran."""
     text = ", ".join(f"{k} {v}" for k, v in serving["versions"].items())
     runtimes = serving.get("onnxruntime")  # recorded since 2026-11-23
     return text + ("; onnxruntime: " + ", ".join(f"{k} {v}" for k, v in runtimes.items()) if runtimes else "")
@@ -129,8 +133,9 @@ def elsewhere(runs: list[tuple[str, dict]]) -> list[str]:
     for name, serving in runs:
         host = serving["machine"]
         lines += [f"### {host['cpu']}, {host['cores']} cores ({name})", "",
-                  f"`{serving['command']}`; CPython {host['python']}; {versions(serving)}; load average "
-                  f"{host['load_average']} as it ended; figures are medians of {serving['rounds']} rounds.", "",
+                  f"`{serving.get('command', 'benchmarks/serving_compare.py')}`; CPython {host['python']}; "
+                  f"{versions(serving)}; load average {host.get('load_average', 'not recorded')} as it ended; "
+                  f"figures are medians of {serving.get('rounds', 1)} rounds.", "",
                   "| target | goal | measured | |", "|---|---|---|---|",
                   *[f"| {t} | {g} | {m} | {ok} |" for t, g, m, ok in targets({"serving": serving})], "",
                   *serving_table(serving["rows"]), ""]
@@ -175,7 +180,8 @@ def plot(serving: dict, folder: Path) -> list[str]:
     return ["bench_throughput.png", "bench_latency.png"]
 
 
-def markdown(data: dict[str, dict], pictures: list[str]) -> str:
+def markdown(data: dict[str, dict], pictures: list[str], kept: list[tuple[str, dict]] | None = None) -> str:
+    """The report; `kept`: serving runs from other machines (other_machines()), shown after the targets."""
     host = (data.get("serving") or {}).get("machine") or machine()
     runs = data.get("runs") or {}
     lines = [
@@ -192,7 +198,7 @@ def markdown(data: dict[str, dict], pictures: list[str]) -> str:
         "## Targets", "", "| target | goal | measured | |", "|---|---|---|---|",
         *[f"| {t} | {g} | {m} | {ok} |" for t, g, m, ok in targets(data)], "",
     ]
-    lines += elsewhere(other_machines())
+    lines += elsewhere(kept or [])
     serving = data.get("serving")
     if serving:
         lines += ["## Serving: medfn serve, KServe, BentoML", "",
@@ -276,7 +282,7 @@ def main() -> None:
     for target, goal, measured, met in targets(data):
         print(f"  {target}: {measured}  [goal {goal}: {met}]")
     pictures = plot(data["serving"], args.markdown.parent) if "serving" in data else []
-    args.markdown.write_text(markdown(data, pictures))
+    args.markdown.write_text(markdown(data, pictures, other_machines()))
     print(f"\nwrote {args.markdown}" + (f" and {', '.join(pictures)} beside it" if pictures else ""))
 
 

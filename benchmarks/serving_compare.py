@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds over every server, reported as medians (default 3; --quick 1)")
     parser.add_argument("--json", type=Path, help="write the rows, skipped peers and the machine here")
     args = parser.parse_args()
+    script = Path(sys.argv[0]).resolve()
+    command = " ".join(["python", str(script.relative_to(REPO) if script.is_relative_to(REPO) else sys.argv[0]), *sys.argv[1:]])
     from tqdm import tqdm
 
     levels = [int(x) for x in args.levels.split(",")] if args.levels else LEVELS["quick" if args.quick else "full"]
@@ -161,7 +163,6 @@ def main() -> None:
     rows = median_rows(measured)
     report(rows, skipped, ceiling, session_cpu_ms)
     if args.json:
-        command = " ".join(["python", str(Path(sys.argv[0]).resolve().relative_to(REPO)), *sys.argv[1:]])
         args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "onnxruntime": runtimes,
                                          "command": command, "levels": levels,
                                          "inference_ceiling_rps": ceiling, "session_cpu_ms": session_cpu_ms, "rounds": rounds, "machine": machine()}))

@@ -134,3 +134,30 @@ def test_a_ratio_that_two_decimals_would_round_onto_its_goal_is_shown_with_three
     assert shown(0.5049, 0.5) == "0.505"
     assert shown(1.9962, 2.0) == "1.996"
     assert shown(0.45, 0.5) == "0.45" and shown(2.0, 2.0) == "2.00"
+
+
+def test_the_commit_recorded_ignores_the_report_an_earlier_run_left_but_not_other_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medfn.commands.bench import _commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks").mkdir()
+    for name in ("benchmarks/RESULTS.md", "benchmarks/bench_latency.png", "benchmarks/report.py"):
+        (tmp_path / name).write_text("before\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "benchmarks" / "RESULTS.md").write_text("an earlier run's report\n")
+    (tmp_path / "benchmarks" / "bench_latency.png").write_text("its plot\n")
+    assert re.fullmatch(r"[0-9a-f]{7,}", _commit())
+    (tmp_path / "benchmarks" / "report.py").write_text("changed\n")
+    assert _commit().endswith(" with uncommitted changes")
+
+
+def test_more_decimals_until_the_ratio_no_longer_reads_as_its_goal() -> None:
+    from benchmarks.report import shown
+
+    assert shown(0.4996, 0.5) == "0.4996"
+    assert shown(0.5, 0.5) == "0.50"

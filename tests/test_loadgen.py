@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.loadgen import drive
 
-FIRST_ON_A_CONNECTION_S = 0.3
+FIRST_ON_A_CONNECTION_S = 0.5  # far over a loopback answer, even on a loaded machine
 
 
 class SlowToStart(BaseHTTPRequestHandler):

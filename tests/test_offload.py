@@ -39,7 +39,7 @@ def test_an_inline_call_lets_the_loop_take_a_turn_before_it_runs() -> None:
     order: list[str] = []
 
     def model() -> None:
-        order.append("model")
+        order.append("model" if threading.current_thread() is threading.main_thread() else "model, on the pool")
 
     async def scenario() -> None:
         await runner(model)  # first call: on the pool, and now known to be cheap
