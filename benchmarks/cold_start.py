@@ -5,7 +5,7 @@ Each sample is a fresh `python` process, timed from spawn to the moment it has i
 - floor: imports the libraries the handler path imports (onnxruntime, numpy, Pillow,
   FastAPI, Mangum), makes the same ONNX Runtime session with the same options and runs it
   once; nothing else. Like the handler's init it runs with the garbage collector paused
-  (medfn.startup), which alone takes ~55 ms off it here.
+  (medfn.coldstart), which alone takes ~55 ms off it here.
 - handler: imports functions/<name>/handler.py (init: verify sha256, make the session, build
   the app) and answers one API Gateway REST event (benchmarks/samples.py's task request) with
   a 200; it reports its peak resident memory (ru_maxrss), the memory that function needs.
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 FLOOR = """
 import gc; gc.disable()
 import numpy, onnxruntime, PIL.Image, fastapi, mangum
-from medfn.runtime import make_session
+from medfn.serving.sessions import make_session
 model = {model!r}
 session = make_session(__import__("pathlib").Path(model))
 dtypes = {{"tensor(float)": numpy.float32, "tensor(int64)": numpy.int64, "tensor(int32)": numpy.int32}}

@@ -6,7 +6,7 @@ throughput is real, the answers mean nothing; model_store/build/resnet18_bench.p
 [dynamic_batching] at --batch rows. Load generator processes (asyncio + aiohttp, benchmarks/loadgen.py; the binary
 tensor extension, one image a request) drive it at low load (1 caller) and high load
 (--high-concurrency callers, bounded request counts). In the same run, on the same
-providers, a bare session runs batches of --batch (and of 1) through medfn.runtime: I/O
+providers, a bare session runs batches of --batch (and of 1) through medfn.serving.sessions: I/O
 binding on CUDA. It prints rows/s and latency p50/p99 per level and the server/bare
 throughput ratio at --batch (the target: >= 0.80 at batch 32).
 
@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.loadgen import drive  # noqa: E402
-from medfn.runtime import make_session, run_session, session_device  # noqa: E402
+from medfn.serving.sessions import make_session, run_session, session_device  # noqa: E402
 from model_store.build import convert_fp16, resnet18_bench  # noqa: E402
 
 SEGMENTER = REPO / "model_store" / "scan_segmenter" / "1" / "model.onnx"

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from medfn.function import load_function  # noqa: E402
-from medfn.model import Payload  # noqa: E402
+from medfn.serving.model import Payload  # noqa: E402
 from medfn.pipeline.settings import PipelineSettings  # noqa: E402
 from medfn.pipeline.worker import ScanWorker  # noqa: E402
 from medfn.pipeline.folder_storage import FolderStorage  # noqa: E402

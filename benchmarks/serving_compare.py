@@ -85,7 +85,7 @@ def inference_ceiling(model: servers.BenchModel, seconds: float = 3.0) -> tuple[
 
     import numpy as np
 
-    from medfn.runtime import available_cores, make_session
+    from medfn.serving.sessions import available_cores, make_session
 
     feeds = {model.input: np.random.default_rng(1).random(model.shape, dtype=np.float32)}
 

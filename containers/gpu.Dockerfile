@@ -20,7 +20,7 @@ ARG EXTRAS=dicom
 ARG ORT_GPU_SPEC="onnxruntime-gpu>=1.31,<2"
 ARG ORT_GPU_INDEX_URL=""
 RUN test -n "${FUNCTION}" || (echo "build with --build-arg FUNCTION=<name>" >&2 && exit 1)
-LABEL org.medfn.function="${FUNCTION}" org.medfn.runtime="gpu"
+LABEL org.medfn.function="${FUNCTION}" org.medfn.serving.sessions="gpu"
 
 # Ubuntu 24.04's own Python is 3.12; a venv keeps pip away from the system's packages.
 RUN apt-get update \

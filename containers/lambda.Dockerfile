@@ -15,7 +15,7 @@ ARG FUNCTION
 # Runtime extras beyond the core: pydicom for DICOM scans, boto3 for upload triggers.
 ARG EXTRAS=dicom,aws
 RUN test -n "${FUNCTION}" || (echo "build with --build-arg FUNCTION=<name>" >&2 && exit 1)
-LABEL org.medfn.function="${FUNCTION}" org.medfn.runtime="lambda"
+LABEL org.medfn.function="${FUNCTION}" org.medfn.serving.sessions="lambda"
 
 # medfn itself, installed as a package (not editable) with the runtime dependencies only.
 COPY pyproject.toml README.md /tmp/medfn/

@@ -20,8 +20,9 @@ from fastapi.testclient import TestClient
 
 from medfn.http import create_app
 from medfn.lambda_handler import make_handler
-from medfn.plane import InferencePlane
-from medfn.store import LocalStore
+from medfn.serving import InferencePlane, server_runner
+from medfn.serving.store import LocalStore
+from medfn.function import load_models
 from tests.onnx_builders import affine_model, write_model_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,9 +108,9 @@ def affine_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
 
 @pytest.fixture(scope="session")
 def affine_plane(affine_store: LocalStore) -> InferencePlane:
-    plane = InferencePlane()
+    plane = InferencePlane(runner=server_runner())
     for name in ("affine", "tampered", "hollow"):
-        plane.add(affine_store, name)
+        plane.add(name, load_models(affine_store, name))
     return plane
 
 

@@ -13,11 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
-from medfn.batching import BatchingPolicy, DynamicBatcher, start_batchers, stop_batchers
+from medfn.serving.batching import BatchingPolicy, DynamicBatcher
 from medfn.config import ModelConfig
 from medfn.http import create_app
-from medfn.plane import InferencePlane
-from medfn.store import LocalStore
+from medfn.serving import InferencePlane, server_runner
+from medfn.serving.store import LocalStore
+from medfn.function import load_models
 from tests.onnx_builders import affine_model, linear_softmax_model, write_model_folder
 
 BATCHING = "[dynamic_batching]\nmax_queue_delay_ms = 20\n"
@@ -29,13 +30,13 @@ def batching_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inferen
     root = tmp_path_factory.mktemp("batching_store")
     write_model_folder(root, "batched", {1: affine_model(2.0)}, extra_toml=BATCHING)
     write_model_folder(root, "plain", {1: affine_model(2.0)})
-    plane = InferencePlane()
+    plane = InferencePlane(runner=server_runner())
     for name in ("batched", "plain"):
-        plane.add(LocalStore(root), name)
-    started = start_batchers(plane)
+        plane.add(name, load_models(LocalStore(root), name))
+    started = plane.start_batchers()
     assert [b.label for b in started] == ["batched v1"]
     yield plane
-    stop_batchers(plane)
+    plane.stop_batchers()
 
 
 def row(i: int) -> list[float]:
@@ -103,7 +104,7 @@ def test_batch_sizes_are_exposed(batching_plane: InferencePlane) -> None:
 
 def test_lambda_app_runs_inline_without_metrics(batching_plane: InferencePlane) -> None:
     async def probe() -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_app(batching_plane, offload_inference=False))
+        transport = httpx.ASGITransport(app=create_app(batching_plane, metrics_route=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://medfn") as c:
             return await c.get("/metrics")
 
@@ -142,15 +143,15 @@ labels = ["no", "yes"]
 def test_task_route_batches_grow_past_the_worker_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The task route awaits its batch on the event loop between preprocess and postprocess,
     so with one worker thread 24 concurrent requests still share batches."""
-    monkeypatch.setattr("medfn.runtime.available_cores", lambda: 1)
+    monkeypatch.setattr("medfn.serving.sessions.available_cores", lambda: 1)
     weights = np.asarray([[1.0, -1.0], [0.5, 2.0]], dtype=np.float32)
     onnx_bytes = linear_softmax_model(weights, np.zeros(2, dtype=np.float32))
     (tmp_path / "screen" / "1").mkdir(parents=True)
     (tmp_path / "screen" / "1" / "model.onnx").write_bytes(onnx_bytes)
     (tmp_path / "screen" / "model.toml").write_text(TABULAR_TOML.format(sha=hashlib.sha256(onnx_bytes).hexdigest()))
-    plane = InferencePlane()
-    plane.add(LocalStore(tmp_path), "screen")
-    start_batchers(plane)
+    plane = InferencePlane(runner=server_runner())
+    plane.add("screen", load_models(LocalStore(tmp_path), "screen"))
+    plane.start_batchers()
     records = [{"a": float(i), "b": 1.0 - i} for i in range(24)]
 
     async def post_records() -> list[httpx.Response]:
@@ -162,7 +163,7 @@ def test_task_route_batches_grow_past_the_worker_pool(tmp_path: Path, monkeypatc
         responses = asyncio.run(post_records())
         stats = plane.get("screen").batcher.stats.snapshot()  # type: ignore[union-attr]
     finally:
-        stop_batchers(plane)
+        plane.stop_batchers()
     for record, response in zip(records, responses):
         assert response.status_code == 200, response.text
         logits = np.asarray([record["a"], record["b"]], dtype=np.float32) @ weights
@@ -250,11 +251,15 @@ def test_a_lone_request_is_not_held_past_the_delay() -> None:
     assert batcher.stats.snapshot().batch_sizes == {1: 1}
 
 
+def policy_of(config: ModelConfig) -> BatchingPolicy | None:
+    return BatchingPolicy.of(config.name, config.max_batch_size, config.dynamic_batching)
+
+
 def test_policy_from_model_toml() -> None:
     base = {"name": "m", "inputs": [], "outputs": [], "max_batch_size": 16}
-    assert BatchingPolicy.of(ModelConfig.parse(base)) is None  # no table: no batching
-    assert BatchingPolicy.of(ModelConfig.parse({**base, "max_batch_size": 0, "dynamic_batching": {}})) is None
-    policy = BatchingPolicy.of(ModelConfig.parse({**base, "dynamic_batching": {"max_queue_delay_ms": 5, "preferred_batch_sizes": [8, 4]}}))
+    assert policy_of(ModelConfig.parse(base)) is None  # no table: no batching
+    assert policy_of(ModelConfig.parse({**base, "max_batch_size": 0, "dynamic_batching": {}})) is None
+    policy = policy_of(ModelConfig.parse({**base, "dynamic_batching": {"max_queue_delay_ms": 5, "preferred_batch_sizes": [8, 4]}}))
     assert policy == BatchingPolicy(16, 5.0, (4, 8)) and policy.full == 8
     with pytest.raises(ValueError, match="preferred"):
-        BatchingPolicy.of(ModelConfig.parse({**base, "dynamic_batching": {"preferred_batch_sizes": [32]}}))
+        policy_of(ModelConfig.parse({**base, "dynamic_batching": {"preferred_batch_sizes": [32]}}))

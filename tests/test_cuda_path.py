@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medfn import runtime
-from medfn.runtime import CPU, Device, make_session, run_bound, run_session, session_device
+from medfn.serving import sessions
+from medfn.serving.sessions import CPU, Device, make_session, run_bound, run_session, session_device
+from medfn.function import load_models
 from tests.onnx_builders import affine_model
 
 CUDA_FIRST = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -27,10 +28,10 @@ def affine_path(tmp_path: Path) -> Path:
 def test_cuda_requested_but_absent_from_onnxruntime_falls_back_with_a_log_line(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setenv("MEDFN_PROVIDERS", ",".join(CUDA_FIRST))
-    with caplog.at_level(logging.WARNING, logger="medfn.runtime"):
-        assert runtime.choose_providers() == ["CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING, logger="medfn.serving.sessions"):
+        assert sessions.choose_providers() == ["CPUExecutionProvider"]
     assert "CUDA was requested but this onnxruntime has no CUDAExecutionProvider" in caplog.text
     assert "falling back to CPU" in caplog.text
 
@@ -39,10 +40,10 @@ def test_cuda_offered_but_unusable_runs_on_cpu_with_a_log_line(
     affine_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """onnxruntime-gpu on a machine without a GPU: CUDA is listed, the session lands on CPU."""
-    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: CUDA_FIRST)
+    monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: CUDA_FIRST)
     monkeypatch.delenv("MEDFN_PROVIDERS", raising=False)
-    assert runtime.choose_providers() == CUDA_FIRST
-    with caplog.at_level(logging.WARNING, logger="medfn.runtime"), warnings.catch_warnings():
+    assert sessions.choose_providers() == CUDA_FIRST
+    with caplog.at_level(logging.WARNING, logger="medfn.serving.sessions"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ORT's own "not in available provider names"
         session = make_session(affine_path, threads=1)
     assert session.get_providers() == ["CPUExecutionProvider"]
@@ -67,7 +68,7 @@ def test_io_binding_gives_what_session_run_gives(affine_path: Path) -> None:
 
 def test_a_cuda_session_runs_through_io_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Device] = []
-    monkeypatch.setattr(runtime, "run_bound", lambda session, names, inputs, device: calls.append(device) or ["y"])
+    monkeypatch.setattr(sessions, "run_bound", lambda session, names, inputs, device: calls.append(device) or ["y"])
 
     class FakeCudaSession:
         def get_providers(self) -> list[str]:
@@ -88,8 +89,8 @@ def test_served_model_reports_provider_and_device(affine_client) -> None:  # typ
 
 
 def test_fp16_build_keeps_fp32_io_and_serves_as_a_new_version(tmp_path: Path) -> None:
-    from medfn.plane import InferencePlane
-    from medfn.store import LocalStore
+    from medfn.serving.plane import InferencePlane
+    from medfn.serving.store import LocalStore
     from model_store.build.convert_fp16 import max_difference, register_version, to_fp16
     from tests.onnx_builders import write_model_folder
 
@@ -101,7 +102,7 @@ def test_fp16_build_keeps_fp32_io_and_serves_as_a_new_version(tmp_path: Path) ->
     register_version(folder / "model.toml", 2, hashlib.sha256(target.read_bytes()).hexdigest())
 
     plane = InferencePlane()
-    plane.add(LocalStore(tmp_path), "affine")
+    plane.add("affine", load_models(LocalStore(tmp_path), "affine"))
     half = plane.get("affine", 2)
     assert half.ready, half.reason
     x = np.asarray([[0.5, 1.0, -2.0, 3.25]], dtype=np.float32)  # exact in fp16

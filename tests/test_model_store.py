@@ -9,8 +9,9 @@ import boto3
 import pytest
 
 from medfn.config import VersionPolicy
-from medfn.plane import InferencePlane
-from medfn.store import LocalStore, S3Store, open_store
+from medfn.serving.plane import InferencePlane
+from medfn.serving.store import LocalStore, S3Store, open_store
+from medfn.function import load_models
 from tests.onnx_builders import affine_model, write_model_folder
 
 
@@ -71,8 +72,8 @@ def test_s3_store_downloads_once_verifies_and_serves(aws_env: str, tmp_path: Pat
     cache = tmp_path / "cache"
     store = open_store("s3://models/store/v1", cache_dir=cache)
     plane = InferencePlane()
-    plane.add(store, "affine")
-    plane.add(store, "tampered")
+    plane.add("affine", load_models(store, "affine"))
+    plane.add("tampered", load_models(store, "tampered"))
 
     assert store.versions("affine") == [1, 2]
     model = plane.get("affine")
@@ -84,7 +85,7 @@ def test_s3_store_downloads_once_verifies_and_serves(aws_env: str, tmp_path: Pat
     # A second load in the same process reads the cache: nothing is fetched again.
     boto3.client("s3").delete_object(Bucket="models", Key="store/v1/affine/2/model.onnx")
     again = InferencePlane()
-    again.add(store, "affine")
+    again.add("affine", load_models(store, "affine"))
     assert again.get("affine").ready
 
 
@@ -95,6 +96,6 @@ def test_s3_store_missing_artifact_is_not_ready(aws_env: str, tmp_path: Path) ->
     (folder / "1" / "placeholder.txt").write_text("keeps the version folder in S3")
     _upload_tree(local, "models-missing", "p")
     plane = InferencePlane()
-    plane.add(open_store("s3://models-missing/p", cache_dir=tmp_path / "cache"), "affine")
+    plane.add("affine", load_models(open_store("s3://models-missing/p", cache_dir=tmp_path / "cache"), "affine"))
     assert not plane.get("affine").ready
     assert "missing" in plane.get("affine").reason

@@ -134,7 +134,7 @@ def test_vitals_auroc_on_fresh_trajectories(zoo: TestClient) -> None:
 
 
 def test_vitals_news2_beside_the_model(zoo: TestClient) -> None:
-    from medfn import news2
+    from medfn.tasks import news2
 
     calm = {"heart_rate": 72, "respiratory_rate": 14, "spo2": 98, "systolic_bp": 124, "temperature": 36.8, "consciousness": "A"}
     sick = {"heart_rate": 135, "respiratory_rate": 27, "spo2": 90, "systolic_bp": 88, "temperature": 39.4, "consciousness": "V"}

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from medfn.http.offload import CostAwareRunner
+from medfn.serving.runners import CostAwareRunner
 
 
 def where(spend_s: float = 0.0) -> str:

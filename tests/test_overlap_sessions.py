@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medfn import runtime
+from medfn.serving import sessions
 from medfn.errors import BadRequest
-from medfn.plane import InferencePlane
-from medfn.runtime import OverlapSessions, make_session, overlap_sessions
-from medfn.store import LocalStore
+from medfn.serving.plane import InferencePlane
+from medfn.serving.sessions import OverlapSessions, make_session, overlap_sessions
+from medfn.serving.store import LocalStore
+from medfn.function import load_models
 from tests.onnx_builders import affine_model
 
 
@@ -36,7 +37,7 @@ def test_on_two_cores_a_lone_call_runs_wide_and_an_overlapping_one_narrow(
     affine_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trims: list[bool] = []
-    monkeypatch.setattr(runtime, "return_freed_memory", lambda: trims.append(True))
+    monkeypatch.setattr(sessions, "return_freed_memory", lambda: trims.append(True))
     main = make_session(affine_path)
     overlap = overlap_sessions(main, _one_thread(affine_path))
     assert overlap is not None and _threads(main) == 2
@@ -70,7 +71,7 @@ def test_one_thread_and_gpu_sessions_need_no_second_session(affine_path: Path, m
     monkeypatch.setenv("MEDFN_THREADS", "1")
     assert overlap_sessions(make_session(affine_path), _one_thread(affine_path)) is None
     monkeypatch.setenv("MEDFN_THREADS", "2")
-    monkeypatch.setattr(runtime, "session_device", lambda session: runtime.Device("cuda", 0))
+    monkeypatch.setattr(sessions, "session_device", lambda session: sessions.Device("cuda", 0))
     assert overlap_sessions(make_session(affine_path), _one_thread(affine_path)) is None
 
 
@@ -84,7 +85,7 @@ def test_when_no_second_session_can_be_made_overlapping_calls_share_the_main_one
 
     overlap = overlap_sessions(main, out_of_memory)  # type: ignore[arg-type]
     assert overlap is not None
-    with caplog.at_level(logging.ERROR, logger="medfn.runtime"):
+    with caplog.at_level(logging.ERROR, logger="medfn.serving.sessions"):
         assert overlap.acquire() == (main, True)
         assert overlap.acquire() == (main, False)
         assert overlap.acquire() == (main, False)
@@ -95,7 +96,7 @@ def test_a_failed_run_still_ends_its_call(affine_store: LocalStore, monkeypatch:
     """Model.execute releases in `finally`: a refused input must not leave the main session
     marked busy, or every later lone call would run narrow."""
     monkeypatch.setenv("MEDFN_THREADS", "2")
-    (model,) = InferencePlane().add(affine_store, "affine")[-1:]
+    (model,) = InferencePlane().add("affine", load_models(affine_store, "affine"))[-1:]
     assert model.overlap is not None
     with pytest.raises(BadRequest):
         model.execute({"x": np.zeros((1, 5), dtype=np.float32)}, ["y"])  # the graph takes width 4
@@ -107,12 +108,12 @@ def test_the_late_one_thread_session_refuses_a_model_file_changed_since_the_load
 ) -> None:
     import shutil
 
-    from medfn.store import ArtifactError
+    from medfn.serving.store import ArtifactError
 
     monkeypatch.setenv("MEDFN_THREADS", "2")
     store = LocalStore(tmp_path / "store")
     shutil.copytree(affine_store.root, store.root)
-    (model,) = InferencePlane().add(store, "affine")[-1:]
+    (model,) = InferencePlane().add("affine", load_models(store, "affine"))[-1:]
     (store.root / "affine" / str(model.version) / "model.onnx").write_bytes(affine_model(9.0))
     with pytest.raises(ArtifactError, match="sha256"):
         model._one_thread_session()  # noqa: SLF001

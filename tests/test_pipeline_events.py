@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 
 from medfn.errors import UnprocessableInput, UnsupportedMediaType
-from medfn.lambda_handler import HttpEvents
-from medfn.pipeline.core import analyse
+from medfn.sources import HttpEvents
+from medfn.pipeline.analysis import analyse
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.types import ObjectRef, StatusRecord
-from medfn.pipeline.errors import ObjectMissing, StorageUnavailable, error_code, is_poison, safe_reason
-from medfn.pipeline.events import from_message_body, from_s3_eventbridge, from_s3_notification
-from medfn.pipeline.lambda_sources import UPLOAD_SOURCES, S3EventBridgeEvents, S3Notifications, SqsUploads
+from medfn.errors import ObjectMissing, StorageUnavailable
+from medfn.pipeline.failures import error_code, is_poison, safe_reason
+from medfn.sources.eventbridge import from_s3_eventbridge
+from medfn.sources.s3 import from_s3_notification
+from medfn.sources.sqs import from_message_body
+from medfn.sources import UPLOAD_SOURCES, S3EventBridgeEvents, S3Notifications, SqsUploads
 from medfn.pipeline.sqlite_status import SqliteStatusTable
 from tests.conftest import load_event
 from tests.test_pipeline_corpus import corpus
@@ -141,7 +144,7 @@ def test_sqlite_status_writes_one_record_and_only_a_retryable_one_is_replaced(tm
 def test_fhir_report_of_a_segmentation_states_the_area() -> None:
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
-    from medfn.pipeline.core import Analysis
+    from medfn.pipeline.analysis import Analysis
     from medfn.pipeline.fhir import diagnostic_report
 
     body = {"label": "lesion", "area_px": 74, "area_mm2": 36.26, "bounding_box": {}, "rle": {}}

@@ -19,7 +19,7 @@ from urllib.parse import quote_plus, unquote_plus
 import boto3
 import pytest
 
-from medfn.pipeline.errors import TransientFailure
+from medfn.errors import TransientFailure
 from tests.conftest import load_event
 from tests.test_pipeline_corpus import Scan, corpus, demographics
 from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)

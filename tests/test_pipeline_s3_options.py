@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
-from medfn.pipeline.errors import TransientFailure
-from medfn.pipeline.lambda_sources import S3Notifications, SqsUploads
+from medfn.errors import TransientFailure
+from medfn.sources import S3Notifications, SqsUploads
 from tests.conftest import load_event
 from tests.test_pipeline_corpus import corpus
 from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)

@@ -17,7 +17,7 @@ import pytest
 from medfn.commands import watch as watch_command
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.worker import ScanWorker
-from medfn.pipeline.errors import StorageUnavailable
+from medfn.errors import StorageUnavailable
 from medfn.pipeline.folder_storage import FolderStorage
 from medfn.pipeline.folder_watch import FolderWatch
 from medfn.pipeline.sqlite_status import SqliteStatusTable
@@ -143,7 +143,7 @@ def test_transient_failures_are_retried_up_to_the_limit(
 
 
 def test_release_removes_the_file_seen_and_never_its_replacement(tmp_path: Path) -> None:
-    from medfn.pipeline.errors import ObjectMissing
+    from medfn.errors import ObjectMissing
 
     storage = FolderStorage(tmp_path)
     path = drop(tmp_path, "notes.txt", b"first upload", age_s=10)

@@ -88,9 +88,9 @@ def test_the_openapi_document_still_lists_direct_routes() -> None:
 
 def test_every_model_route_of_the_medfn_app_is_called_directly() -> None:
     from medfn.http.app import create_app
-    from medfn.plane import InferencePlane
+    from medfn.serving.plane import InferencePlane
 
-    app = create_app(InferencePlane(), offload_inference=False)
+    app = create_app(InferencePlane(), metrics_route=False)
     model_routes = [r for r in app.routes if getattr(r, "path", "").startswith(("/v2/models", "/v1/models/"))]
     assert model_routes
     assert {r.get_route_handler().__module__ for r in model_routes} == {"medfn.http.routing"}

@@ -130,7 +130,7 @@ def test_openapi_document_describes_the_routes(classifier_client: TestClient) ->
 
 def test_model_card_metric_holds_on_fresh_phantoms(classifier_handler) -> None:  # type: ignore[no-untyped-def]
     """Held-out accuracy, recomputed on phantoms from a seed the training never saw, through PNG."""
-    from medfn.model import Payload
+    from medfn.serving.model import Payload
 
     model = classifier_handler.function.plane.get("scan_classifier")
     assert "not for clinical use" in model.config.card["limitations"]

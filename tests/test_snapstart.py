@@ -9,8 +9,8 @@ import types
 import numpy as np
 import pytest
 
-from medfn import snapstart
-from medfn.store import S3Store
+from medfn import coldstart
+from medfn.serving.store import S3Store
 
 
 @pytest.fixture
@@ -25,12 +25,12 @@ def fake_runtime(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
 
 def test_no_runtime_no_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # import fails, as off Lambda
-    assert snapstart.register([]) is False
+    assert coldstart.register_snapstart_hooks([]) is False
 
 
 def test_restore_reseeds_and_reconnects(fake_runtime, tmp_path) -> None:  # type: ignore[no-untyped-def]
     store = S3Store("s3://bucket/models", tmp_path, client=object())
-    assert snapstart.register([store, "not a client"]) is True
+    assert coldstart.register_snapstart_hooks([store, "not a client"]) is True
     [(before, before_args)] = fake_runtime["before"]
     [(after, after_args)] = fake_runtime["after"]
     assert before_args == after_args == ([store],)

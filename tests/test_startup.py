@@ -1,10 +1,10 @@
-"""medfn.startup: the collector is off during a start-up block, and what it made is frozen afterwards."""
+"""medfn.coldstart: the collector is off during a start-up block, and what it made is frozen afterwards."""
 
 import gc
 
 import pytest
 
-from medfn.startup import collector_paused
+from medfn.coldstart import collector_paused
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""medfn.tensor_json: OIP JSON read by simdjson gives what orjson + np.asarray gave, faster."""
+"""medfn.inference_protocol.tensor_json: OIP JSON read by simdjson gives what orjson + np.asarray gave, faster."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from medfn.config import DATATYPES
 from medfn.errors import BadRequest
-from medfn.oip import _json_tensor_data, parse_request
-from medfn.tensor_json import _parse, load_document
+from medfn.inference_protocol.codec import _json_tensor_data, parse_request
+from medfn.inference_protocol.tensor_json import _parse, load_document
 
 DATA = [
     "[1, 2, 3]", "[1.5, -2.25, 0.1]", "[[1, 2], [3, 4]]", "[true, false]", "[0, 1]", "[300]", "[-1]",

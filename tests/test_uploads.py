@@ -9,7 +9,8 @@ import urllib.request
 import boto3
 import pytest
 
-from medfn.uploads import UploadError, UploadTargets, parse_request, presign_upload
+from medfn.errors import MedfnError
+from medfn.pipeline.upload_slots import UploadTargets, parse_request, presign_upload
 from tests.conftest import REPO
 
 BUCKET = "medfn-uploads"
@@ -46,7 +47,7 @@ def test_presigned_put_lands_under_the_function_prefix(s3) -> None:  # type: ign
     [("not json", 400), ('{"content_type": "image/png"}', 400), ('{"model": "vitals_risk"}', 404), ('{"model": "scan_classifier", "content_type": "text/html"}', 415)],
 )
 def test_bad_requests_are_named(s3, body: str, status: int) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UploadError) as caught:
+    with pytest.raises(MedfnError) as caught:
         presign_upload(s3, UploadTargets(BUCKET, {"scan_classifier": "scan_classifier/"}), *parse_request(body))
     assert caught.value.status == status
 

@@ -15,6 +15,7 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from medfn_infra.acknowledgements import ack
 from medfn_infra.functions import log_group
 from medfn_infra.project import DeployedFunction, Project
 from medfn_infra.storage import Storage
@@ -143,6 +144,31 @@ class Api(Construct):
             )
             plan.add_api_stage(stage=self.rest_api.deployment_stage)
             CfnOutput(self, f"UsagePlan{tier.name.capitalize()}", value=plan.usage_plan_id, description=f"usage plan of tier {tier.name}")
+
+
+def acknowledge_api(api: Api, http_backend: bool = False) -> None:
+    rest_api, stage = api.rest_api, api.rest_api.deployment_stage
+    for rule, reason in (
+        ("AwsSolutions-APIG4", ("callers are identified by API keys tied to usage plans (the pay-per-call "
+         "contract); deployments that also need end-user identity add an authorizer in front")),
+        ("AwsSolutions-COG4", ("no Cognito user pool: consumers are server-side integrations holding API keys, "
+         "not end users signing in")),
+    ):  # fmt: skip
+        ack(rest_api, rule, f"REST API methods: {reason}")
+    ack(stage, "AwsSolutions-APIG3", "stage prod: WAF costs a monthly fee per web ACL and rule at rest; request size and "
+        "rate are bounded by usage-plan throttles, API Gateway's 10 MB cap and each function's max_body_bytes")  # fmt: skip
+    ack(stage, "HIPAA.Security-APIGWCacheEnabledAndEncrypted", "stage prod: predictions are per request and may "
+        "concern a patient; caching them would keep PHI outside the encrypted stores and bill hourly at rest")  # fmt: skip
+    if http_backend:
+        ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: client certificates prove API Gateway's identity to "
+            "public HTTP backends; the GPU services have no public address and are reached only through the VPC link "
+            "to an internal NLB, and the Lambda backends are proxy integrations; clients use TLS")  # fmt: skip
+    else:
+        ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: the backend is Lambda proxy integration inside AWS, "
+            "not an HTTP endpoint, so there is no backend to present a client certificate to; clients use TLS")  # fmt: skip
+    ack(api.rest_api.node.find_child("CloudWatchRole"), "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
+        "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]", "API Gateway's account-level logging role "
+        "uses the AWS-maintained policy made for exactly this purpose")  # fmt: skip
 
 
 def _integration(function: lambda_.IFunction) -> apigw.LambdaIntegration:

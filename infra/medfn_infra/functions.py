@@ -20,7 +20,14 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct
 
-from medfn_infra.acknowledgements import acknowledge_prefix
+from medfn_infra.acknowledgements import (
+    INLINE_POLICY,
+    NO_VPC,
+    PYTHON_312,
+    XRAY,
+    ack,
+    acknowledge_prefix,
+)
 from medfn_infra.project import DeployedFunction
 from medfn_infra.storage import Storage
 
@@ -147,6 +154,13 @@ def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
             conditions={"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
         )
     )
+
+
+def acknowledge_function(name: str, parts: FunctionParts) -> None:
+    ack(parts.function, "HIPAA.Security-LambdaInsideVPC", f"function {name} {NO_VPC}")
+    ack(parts.function, "AwsSolutions-L1", f"function {name} is {PYTHON_312}")
+    ack(parts.role, "HIPAA.Security-IAMNoInlinePolicy", f"role of function {name}: {INLINE_POLICY}")
+    ack(parts.role, "AwsSolutions-IAM5[Resource::*]", f"role of function {name}: {XRAY}")
 
 
 def catalog_json(functions: list[DeployedFunction]) -> str:

@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from medfn_infra.acknowledgements import ack
 from medfn_infra.project import Project
 
 MODEL_PREFIX = "models"  # model_store/<model>/... lands at s3://<model bucket>/models/<model>/...
@@ -104,3 +105,25 @@ class Storage(Construct):
 
     def model_prefix(self, model: str) -> str:
         return f"{MODEL_PREFIX}/{model}"
+
+
+def acknowledge_storage(storage: Storage) -> None:
+    for bucket in (storage.access_logs, storage.models, storage.uploads, storage.results):
+        ack(
+            bucket,
+            "HIPAA.Security-S3BucketReplicationEnabled",
+            f"bucket {bucket.node.id}: versioned with retained noncurrent versions in one region; "
+            "cross-region replication doubles storage cost and is a per-deployment DR decision (docs/deploy.md)",
+        )
+    ack(
+        storage.access_logs,
+        "HIPAA.Security-S3DefaultEncryptionKMS",
+        "bucket AccessLogs is the server-access-log target, and S3 delivers access logs only to buckets "
+        "with SSE-S3 default encryption (SSE-KMS targets are unsupported); it holds no scans or results",
+    )
+    ack(
+        storage.status_table,
+        "HIPAA.Security-DynamoDBInBackupPlan",
+        "the status table has point-in-time recovery (35 days of continuous backups); an AWS Backup "
+        "plan would add a second, billed copy of records that are rebuilt from the results bucket",
+    )

@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 import medfn
-from medfn.uploads import UploadError, UploadTargets, parse_request, presign_upload
+from medfn.errors import MedfnError
+from medfn.pipeline.upload_slots import UploadTargets, parse_request, presign_upload
 
 _clients: dict[str, Any] = {}
 _ready: set[str] = set()  # models whose artifact was seen in the model bucket (once is enough)
@@ -56,7 +57,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             body = event.get("body")
             model, content_type = parse_request(base64.b64decode(body) if event.get("isBase64Encoded") else body)
             return answer(200, presign_upload(s3(), UploadTargets.from_env(dict(os.environ)), model, content_type))
-        except UploadError as exc:
+        except MedfnError as exc:
             return answer(exc.status, {"error": exc.message})
     if route == ("GET", "/v1/models"):
         return answer(200, {"models": catalog()})

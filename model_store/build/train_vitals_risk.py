@@ -157,7 +157,7 @@ def write_model_toml(auroc: float, prevalence: float) -> None:
          "ACVPU letters also accepted: alert 0, any other level 1."),
         ("[postprocessing]", {"bands": [[0.0, "low"], [0.3, "medium"], [0.6, "high"]], "news2": True},
          "bands: lower bounds of risk.\n"
-         "news2: the latest observation's NEWS2 (medfn.news2) comes back beside the risk."),
+         "news2: the latest observation's NEWS2 (medfn.tasks.news2) comes back beside the risk."),
         ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
         ("[card]", {
             "summary": ("Transformer encoder (2 layers, d_model 32, 4 heads) over up to 48 hourly "
@@ -166,7 +166,7 @@ def write_model_toml(auroc: float, prevalence: float) -> None:
             "data": ("Synthetic patients (model_store/build/vitals_series.py): stable, "
                      "deteriorating (sepsis, respiratory, bleeding, neurological; varied onset and "
                      "speed) and recovering courses with autocorrelated noise; label from NEWS2 "
-                     "(medfn.news2, room air) of the observation 4 h ahead, positive in "
+                     "(medfn.tasks.news2, room air) of the observation 4 h ahead, positive in "
                      f"{prevalence:.0%}. Trained on {TRAIN_N} series (seed {TRAIN_SEED}), epoch "
                      f"chosen on {VAL_N} (seed {VAL_SEED}), scored on {HELDOUT_N} "
                      f"(seed {HELDOUT_SEED})."),

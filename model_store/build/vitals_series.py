@@ -6,7 +6,7 @@ bleeding or a neurological event, with its own onset and speed, possibly startin
 series or only after it ends), or recovering from an illness already under way. Observations
 carry autocorrelated physiological noise and are charted at the chart's precision.
 
-The label looks ahead: 1 when the NEWS2 score (medfn.news2) of the observation HORIZON hours
+The label looks ahead: 1 when the NEWS2 score (medfn.tasks.news2) of the observation HORIZON hours
 after the last one given is 5 or more. A model must read the trend, not just score the present.
 
     series, labels = generate(n, seed)   # series[i]: float32 (length, 6) in FEATURES order
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medfn import news2
+from medfn.tasks import news2
 
 FEATURES = ["heart_rate", "respiratory_rate", "spo2", "systolic_bp", "temperature", "consciousness"]
 HORIZON = 4  # hours between the last observation given and the one the label scores

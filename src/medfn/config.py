@@ -74,7 +74,7 @@ class ModelConfig:
     version_policy: VersionPolicy = VersionPolicy()
     preprocessing: dict[str, Any] = field(default_factory=dict)
     postprocessing: dict[str, Any] = field(default_factory=dict)
-    # `[dynamic_batching]` as written; absent: no server-side batching (see medfn.batching)
+    # `[dynamic_batching]` as written; absent: no server-side batching (see medfn.serving.batching)
     dynamic_batching: dict[str, Any] | None = None
     # version -> {artifact file name -> sha256 hex}
     sha256: dict[int, dict[str, str]] = field(default_factory=dict)

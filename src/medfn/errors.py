@@ -1,19 +1,38 @@
-"""One tree of errors; each class owns the HTTP status it maps to.
+"""One tree of errors; each class owns the HTTP status it maps to, here and nowhere else.
 
     MedfnError (500)
     ├── BadRequest (400)              malformed request, OIP tensor of the wrong shape/datatype
-    │   └── Forbidden / QuotaExceeded live in metering, beside API keys
     ├── NotFound (404)                unknown model or version
+    │   └── ObjectMissing             an uploaded object (or that version of it) is gone
     ├── PayloadTooLarge (413)         body over the configured limit
     ├── UnsupportedMediaType (415)    content type or DICOM transfer syntax we cannot decode
     ├── UnprocessableInput (422)      the bytes are what they claim but cannot be used
-    └── ModelNotReady (503)           the model exists but failed to load (reason kept)
+    ├── ModelNotReady (503)           the model exists but failed to load (reason kept)
+    │   └── ArtifactError             an artifact is missing or does not match its sha256
+    ├── StorageUnavailable (503)      S3, DynamoDB or the disk did not answer
+    └── TransientFailure (503)        raised to an event source so the delivery is retried
 
+The HTTP app answers each with its status and `{"error": message}`; the scan pipeline treats
+a 4xx as poison (recorded once, never retried) and a 5xx as transient (medfn.pipeline.failures).
 Messages are written by us and go to clients as they are: never put `str(exc)` of a parser
 in them, because parsers of medical files may quote patient data back.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "BadRequest",
+    "MedfnError",
+    "ModelNotReady",
+    "NotFound",
+    "ObjectMissing",
+    "PayloadTooLarge",
+    "StorageUnavailable",
+    "TransientFailure",
+    "UnprocessableInput",
+    "UnsupportedMediaType",
+]
 
 
 class MedfnError(Exception):
@@ -32,6 +51,10 @@ class NotFound(MedfnError):
     status = 404
 
 
+class ObjectMissing(NotFound):
+    """Deleted, or overwritten since the event (its ETag no longer matches)."""
+
+
 class PayloadTooLarge(MedfnError):
     status = 413
 
@@ -45,4 +68,18 @@ class UnprocessableInput(MedfnError):
 
 
 class ModelNotReady(MedfnError):
+    status = 503
+
+
+class ArtifactError(ModelNotReady):
+    """An artifact is missing or does not match its sha256: the model must not be served."""
+
+
+class StorageUnavailable(MedfnError):
+    status = 503
+
+
+class TransientFailure(MedfnError):
+    """Raised to the event source so the delivery is retried (SQS: a batchItemFailure)."""
+
     status = 503

@@ -1,14 +1,20 @@
-"""A function as deployed: its `function.toml`, its model store, and the plane serving its model."""
+"""A function as deployed: its `function.toml`, its model store, and the plane serving its model.
+
+Loading is where a model's task (model.toml `task`) picks the class that serves it.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from medfn.config import FunctionConfig
-from medfn.plane import InferencePlane
-from medfn.store import ModelStore, open_store
+from medfn.serving import InferencePlane, Model, ModelStore, open_store
+from medfn.tasks import model_class
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,5 +43,18 @@ def load_function(function_dir: Path, plane: InferencePlane | None = None) -> Lo
     config = FunctionConfig.load(function_dir)
     store = open_store(store_location(function_dir))
     plane = plane or InferencePlane()
-    plane.add(store, config.model, function=config.name)
+    plane.add(config.model, load_models(store, config.model), function=config.name)
     return LoadedFunction(config=config, store=store, plane=plane)
+
+
+def load_models(store: ModelStore, name: str) -> list[Model]:
+    """The versions of `name` that its version policy serves, loaded; failures stay not-ready."""
+    config = store.read_config(name)
+    cls = model_class(config.task)
+    versions = config.version_policy.select(store.versions(name))
+    if not versions:
+        log.error("model %s has no version to serve under policy %s", name, config.version_policy.policy)
+    models = [cls(config=config, version=v, store=store) for v in versions]
+    for model in models:
+        model.load()
+    return models

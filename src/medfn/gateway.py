@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from medfn.config import discover_functions
 from medfn.function import load_function
-from medfn.plane import InferencePlane
+from medfn.serving import InferencePlane, server_runner
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -31,8 +31,8 @@ def functions_dir(given: str | None = None) -> Path:
 
 
 def load_gateway_plane(functions: Path, only: list[str] | None = None) -> InferencePlane:
-    """A plane with the model of every function under `functions/` (or of those named)."""
-    plane = InferencePlane()
+    """A server's plane with the model of every function under `functions/` (or of those named)."""
+    plane = InferencePlane(runner=server_runner())
     configs = discover_functions(functions)
     if not configs:
         raise FileNotFoundError(f"no functions/*/function.toml under {functions}")
@@ -56,7 +56,6 @@ class GatewaySettings:
 
 def build_gateway_app(settings: GatewaySettings) -> FastAPI:
     """Models loaded, metering and batchers started; all of it stopped when the server stops."""
-    from medfn.batching import start_batchers, stop_batchers
     from medfn.http import create_app
     from medfn.metering.local import local_metering
 
@@ -68,12 +67,12 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
     metering = local_metering(functions, Path(settings.usage_store), Path(settings.api_keys) if settings.api_keys else None)
     app = create_app(plane, max_body_bytes=settings.max_body_bytes, title="medfn local gateway", metering=metering)
     if settings.batching:
-        start_batchers(plane)
+        plane.start_batchers()
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         yield
-        stop_batchers(plane)  # answers what is queued before the process ends
+        plane.stop_batchers()  # answers what is queued before the process ends
         metering.meter.close()  # type: ignore[attr-defined]  # writes the calls still buffered
 
     app.router.lifespan_context = lifespan
@@ -82,7 +81,7 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
 
 def gateway_app_from_environment() -> FastAPI:
     """The factory each `medfn serve --workers N` process calls, once, as its start-up."""
-    from medfn.startup import collector_paused
+    from medfn.coldstart import collector_paused
 
     with collector_paused():
         return build_gateway_app(GatewaySettings(**json.loads(os.environ[SETTINGS_VARIABLE])))

@@ -11,6 +11,10 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
 
 
+# What each signature is handed to a model as; a file name or a Content-Type is never trusted.
+MEDIA_TYPES = {"dicom": "application/dicom", "png": "image/png", "jpeg": "image/jpeg"}
+
+
 def sniff(data: bytes) -> str | None:
     """'dicom', 'png', 'jpeg' or None."""
     if len(data) >= 132 and data[128:132] == b"DICM":
@@ -20,6 +24,12 @@ def sniff(data: bytes) -> str | None:
     if data.startswith(_JPEG):
         return "jpeg"
     return None
+
+
+def signature_media_type(data: bytes) -> str | None:
+    """The media type the bytes' signature says, or None."""
+    kind = sniff(data)
+    return MEDIA_TYPES[kind] if kind else None
 
 
 @dataclass(frozen=True)

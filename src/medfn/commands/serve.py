@@ -30,13 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medfn.startup import collector_paused
+    from medfn.coldstart import collector_paused
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.workers > 1 and args.api_keys:
         # each process would count quotas and rates alone, letting a key exceed its tier N-fold
         raise SystemExit("--api-keys needs a single worker: key quotas are counted in one process")
-    with collector_paused():  # imports and model loading, once: see medfn.startup
+    with collector_paused():  # imports and model loading, once: see medfn.coldstart
         import uvicorn
 
         from medfn.gateway import GatewaySettings, build_gateway_app, settings_to_environment

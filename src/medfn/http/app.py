@@ -16,13 +16,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import medfn
 from medfn.errors import MedfnError
-from medfn.http.inference_protocol import inference_protocol_router
-from medfn.http.offload import inference_runner
+from medfn.http.inference_protocol_routes import inference_protocol_router
 from medfn.http.openapi import install_openapi
 from medfn.http.responses import JSONBody, error
-from medfn.http.tasks import task_router
+from medfn.http.task_routes import task_router
 from medfn.metering.middleware import Metering, MeteringMiddleware, from_environment
-from medfn.plane import InferencePlane
+from medfn.serving import InferencePlane
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +34,12 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     title: str = "medfn",
     metering: Metering | None = None,
-    offload_inference: bool = True,
+    metrics_route: bool = True,
 ) -> FastAPI:
     """`metering` defaults to CloudWatch EMF inside Lambda and to none elsewhere.
 
-    `offload_inference`: run models on worker threads (servers) or inline (Lambda).
+    Where model calls run is the plane's (its runner); `metrics_route` adds `GET /metrics`,
+    for servers, whose counters outlive a request (a Lambda sandbox's do not).
     """
     app = FastAPI(
         title=title,
@@ -47,9 +47,8 @@ def create_app(
         description="Medical ONNX models as pay-per-call APIs. Demonstration models are not for clinical use.",
     )
     app.state.plane = plane
-    run = inference_runner(offload_inference)
-    routers = [inference_protocol_router(plane, max_body_bytes, run), task_router(plane, max_body_bytes, run)]
-    if offload_inference:  # a server: its counters outlive a request (a Lambda sandbox's do not)
+    routers = [inference_protocol_router(plane, max_body_bytes), task_router(plane, max_body_bytes)]
+    if metrics_route:
         from medfn.http.metrics import metrics_router
 
         routers.append(metrics_router(plane))

@@ -5,11 +5,9 @@ from __future__ import annotations
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from medfn.codecs import sniff
+from medfn.codecs import signature_media_type
 from medfn.errors import PayloadTooLarge, UnprocessableInput, UnsupportedMediaType
-from medfn.model import Payload
-
-_SNIFFED_TYPES = {"dicom": "application/dicom", "png": "image/png", "jpeg": "image/jpeg"}
+from medfn.serving.model import Payload
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -40,10 +38,10 @@ async def task_payload(request: Request, limit: int) -> Payload:
     if media_type == "multipart/form-data":
         return await _multipart_payload(request, accept)
     if not media_type:
-        sniffed = sniff(body)
+        sniffed = signature_media_type(body)
         if sniffed is None:
             raise UnsupportedMediaType("Content-Type header is required for this body")
-        media_type = _SNIFFED_TYPES[sniffed]
+        media_type = sniffed
     return Payload(data=body, media_type=media_type, accept=accept)
 
 
@@ -60,7 +58,7 @@ async def _multipart_payload(request: Request, accept: str) -> Payload:
     finally:
         await form.close()
     declared = (upload.content_type or "").split(";", 1)[0].strip().lower()
-    sniffed = sniff(data)
+    sniffed = signature_media_type(data)
     # Browsers label unknown files application/octet-stream; the bytes know better.
-    media_type = _SNIFFED_TYPES[sniffed] if sniffed and declared in ("", "application/octet-stream") else declared
+    media_type = sniffed if sniffed and declared in ("", "application/octet-stream") else declared
     return Payload(data=data, media_type=media_type or "application/octet-stream", accept=accept)

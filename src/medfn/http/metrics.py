@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from starlette.responses import PlainTextResponse
 
-from medfn.batching import served_models
-from medfn.model import Model
-from medfn.plane import InferencePlane
+from medfn.serving import InferencePlane, Model
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Batch sizes, in rows, as histogram bucket bounds; +Inf is added.
@@ -25,7 +23,7 @@ def metrics_router(plane: InferencePlane) -> APIRouter:
 
     @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics of the served models")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(render(served_models(plane)), media_type=CONTENT_TYPE)
+        return PlainTextResponse(render(plane.models), media_type=CONTENT_TYPE)
 
     return router
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medfn.pipeline.errors import StorageUnavailable
+from medfn.errors import StorageUnavailable
 from medfn.pipeline.types import ObjectRef, Outcome, Settled, StatusRecord
 
 _OPEN = "attribute_not_exists(outcome) OR retryable = :yes"  # items a new record may still settle

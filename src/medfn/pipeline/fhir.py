@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medfn.pipeline.core import Analysis
+from medfn.pipeline.analysis import Analysis
 from medfn.pipeline.types import ObjectRef
 
 _DICOM_UID_SYSTEM = "urn:dicom:uid"

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from medfn.errors import PayloadTooLarge
-from medfn.pipeline.errors import ObjectMissing, StorageUnavailable
+from medfn.errors import ObjectMissing, StorageUnavailable
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.status import now_iso
 from medfn.pipeline.types import ObjectRef

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from medfn.pipeline.errors import TransientFailure
+from medfn.errors import TransientFailure
 from medfn.pipeline.folder_storage import FolderStorage
 from medfn.pipeline.types import BatchSummary, ObjectRef
 from medfn.pipeline.worker import ScanWorker

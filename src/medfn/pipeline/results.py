@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from medfn.pipeline.core import Analysis
+from medfn.pipeline.analysis import Analysis
 from medfn.pipeline.types import ObjectRef
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from medfn.errors import PayloadTooLarge
-from medfn.pipeline.errors import ObjectMissing, StorageUnavailable
+from medfn.errors import ObjectMissing, StorageUnavailable
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.storage import RESULT_MEDIA_TYPES, tag_safe
 from medfn.pipeline.types import ObjectRef

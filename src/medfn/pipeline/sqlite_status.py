@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from medfn.pipeline.errors import StorageUnavailable
+from medfn.errors import StorageUnavailable
 from medfn.pipeline.types import ObjectRef, Settled, StatusRecord
 
 _SCHEMA = """

@@ -99,6 +99,14 @@ class StatusRecord:
 
 
 @dataclass
+class Announced:
+    """The objects an event announces, and why the rest of it was ignored (medfn.sources)."""
+
+    objects: list[ObjectRef] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass
 class BatchSummary:
     """What one event (or one folder pass) did, for the invoker and the logs."""
 

@@ -18,14 +18,15 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from medfn.pipeline.core import Analysis, analyse
-from medfn.pipeline.errors import ObjectMissing, TransientFailure, error_code, is_poison, safe_reason
+from medfn.pipeline.analysis import Analysis, analyse
+from medfn.errors import ObjectMissing, TransientFailure
+from medfn.pipeline.failures import error_code, is_poison, safe_reason
 from medfn.pipeline.results import render
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.status import StatusTable, now_iso
 from medfn.pipeline.storage import ScanStorage
-from medfn.pipeline.types import ObjectRef, StatusRecord
-from medfn.plane import InferencePlane
+from medfn.pipeline.types import Announced, BatchSummary, ObjectRef, StatusRecord
+from medfn.serving import InferencePlane
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,27 @@ class ScanWorker:
     storage: ScanStorage
     status: StatusTable
     settings: PipelineSettings
+
+    def process_announced(self, announced: Announced, attempt: int | None = None) -> BatchSummary:
+        """Settle every object an event announced; raise TransientFailure at the end if any must
+        be retried. The settled ones are skipped when the event comes again."""
+        summary = BatchSummary(ignored=len(announced.ignored))
+        for reason in announced.ignored:
+            log.info("ignored: %s", reason)
+        for ref in announced.objects:
+            if self.settings.is_own_output(ref.bucket, ref.key):
+                log.info("ignored our own output: %s", ref.key)
+                summary.ignored += 1
+                continue
+            try:
+                handled = self.process(ref, attempt)
+            except TransientFailure:
+                summary.transient.append(ref.key)
+                continue
+            summary.count(handled)
+        if summary.transient:
+            raise TransientFailure(f"{len(summary.transient)} of {len(announced.objects)} objects will be retried")
+        return summary
 
     def process(self, ref: ObjectRef, attempt: int | None = None) -> Handled:
         """Settle `ref` or raise TransientFailure. `attempt`: the delivery's count where the

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import importlib
 
-from medfn.model import Model
+from medfn.serving.model import Model
 
 # task name (model.toml `task`) -> "module:class"
 TASKS: dict[str, str] = {
-    "tensor": "medfn.model:Model",
+    "tensor": "medfn.serving.model:Model",
     "image_classification": "medfn.tasks.image_classification:ImageClassifier",
     "image_segmentation": "medfn.tasks.image_segmentation:ImageSegmenter",
     "text_classification": "medfn.tasks.text_classification:TextClassifier",

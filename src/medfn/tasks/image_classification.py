@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from medfn.codecs import DecodedImage
-from medfn.model import Payload, Prediction
+from medfn.serving.model import Payload, Prediction
 from medfn.tasks.imaging import ImageModel
 from medfn.tasks.labels import ranked_labels, softmax
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from medfn.codecs import DecodedImage
-from medfn.model import Payload, Prediction
+from medfn.serving.model import Payload, Prediction
 from medfn.tasks.imaging import ImageModel
 
 

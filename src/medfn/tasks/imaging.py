@@ -12,7 +12,7 @@ from PIL import Image
 
 from medfn.codecs import DecodedImage, decode_image
 from medfn.errors import UnprocessableInput
-from medfn.model import Model, Payload
+from medfn.serving.model import Model, Payload
 
 IMAGE_MEDIA_TYPES = frozenset(
     {"image/png", "image/jpeg", "application/dicom", "application/octet-stream", "application/json"}

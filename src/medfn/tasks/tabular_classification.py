@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from medfn.errors import UnprocessableInput
-from medfn.model import Model, Payload, Prediction
+from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.records import feature_row, load_json
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from medfn.errors import UnprocessableInput
-from medfn.model import Model, Payload, Prediction
+from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.labels import ranked_labels
 
 

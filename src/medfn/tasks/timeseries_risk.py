@@ -1,7 +1,7 @@
 """Time-series risk: a series of observations -> a risk score and band from the model.
 
 With `[postprocessing] news2 = true`, the NEWS2 score of the latest observation, computed by
-the published rules (medfn.news2), comes back beside the model's output, so a clinician can
+the published rules (medfn.tasks.news2), comes back beside the model's output, so a clinician can
 compare the learned risk with the early-warning score they already use.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from medfn import news2
+from medfn.tasks import news2
 from medfn.errors import UnprocessableInput
-from medfn.model import Model, Payload, Prediction
+from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.records import feature_row, load_json
 
 

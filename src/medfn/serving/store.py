@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from medfn.config import ModelConfig
-
-
-class ArtifactError(Exception):
-    """An artifact is missing or does not match its sha256: the model must not be served."""
+from medfn.errors import ArtifactError
 
 
 class ModelStore(Protocol):

@@ -6,11 +6,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from medfn.http.body import task_payload
-from medfn.http.offload import Runner, predict_task
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.openapi import returns
 from medfn.http.routing import RequestRoute
-from medfn.plane import InferencePlane
+from medfn.serving import InferencePlane
 
 _PREDICT_BODY = {
     "required": True,
@@ -27,7 +26,7 @@ _PREDICT_BODY = {
 }
 
 
-def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
+def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
     router = APIRouter(tags=["task routes"], route_class=RequestRoute)
 
     @router.get("/v1/models", openapi_extra=returns("ModelList"))
@@ -48,7 +47,7 @@ def task_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIR
         target = plane.get(request.path_params["model"])  # 404 before reading a body we would throw away
         target.ensure_ready()
         payload = await task_payload(request, max_body_bytes)
-        prediction = await predict_task(run, target, payload)
+        prediction = await plane.predict(target, payload)
         headers = {"x-request-id": rid, "x-model-version": str(target.version)}
         if prediction.binary and _wants(payload.accept, prediction.binary[1]):
             return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)

@@ -8,13 +8,11 @@ from starlette.responses import Response
 import medfn
 from medfn.errors import BadRequest
 from medfn.http.body import read_body
-from medfn.http.offload import Runner, run_model
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.routing import RequestRoute
 from medfn.http.openapi import ref, returns
-from medfn.model import Model
-from medfn.oip import encode_response, parse_request
-from medfn.plane import InferencePlane
+from medfn.inference_protocol import encode_response, parse_request
+from medfn.serving import InferencePlane, Model
 
 HEADER_LENGTH = "inference-header-content-length"
 _INFER_BODY = {
@@ -28,12 +26,10 @@ _INFER_BODY = {
 }
 
 
-def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: Runner) -> APIRouter:
+def inference_protocol_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
     router = APIRouter(tags=["Open Inference Protocol v2"], route_class=RequestRoute)
 
     def metadata(model: Model) -> JSONBody:
-        from medfn.batching import serving_parameters  # batching is a server's: Lambda's init skips it
-
         tensors = lambda specs: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]  # noqa: E731
         return JSONBody(
             {
@@ -48,7 +44,7 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
                     "ready": model.ready,
                     "provider": model.provider,
                     "max_batch_size": model.config.max_batch_size,
-                    **serving_parameters(model),
+                    **model.serving_parameters(),
                 },
             }
         )
@@ -63,11 +59,7 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int, run: R
         if header is not None and not header.strip().isdigit():
             raise BadRequest("Inference-Header-Content-Length must be a whole number")
         parsed = parse_request(body, int(header) if header is not None else None)
-        model.check_inputs(parsed.inputs)
-        unknown = sorted(set(parsed.outputs) - {spec.name for spec in model.config.outputs})
-        if unknown:
-            raise BadRequest(f"model {model.name} has no outputs {unknown}")
-        outputs = await run_model(run, model, parsed.inputs, list(parsed.outputs) or None)
+        outputs = await plane.infer(model, parsed.inputs, list(parsed.outputs) or None)
         content, head_length = encode_response(
             model_name=model.name, model_version=str(model.version), request=parsed, outputs=outputs
         )

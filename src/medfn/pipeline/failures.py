@@ -1,10 +1,7 @@
 """How the pipeline sorts failures: poison (record and quarantine once) or transient (retry).
 
-    MedfnError
-    ├── 4xx (BadRequest, UnsupportedMediaType, UnprocessableInput, ...)   poison: never retried
-    │   └── ObjectMissing (404)        the object (or that version of it) is gone
-    └── 5xx (ModelNotReady, ...)                                          transient: retried
-        └── StorageUnavailable (503)   S3, DynamoDB or the disk did not answer
+    a MedfnError of 4xx (UnprocessableInput, ObjectMissing, ...)       poison: never retried
+    a MedfnError of 5xx (ModelNotReady, StorageUnavailable, ...)      transient: retried
 
 Anything else raised while processing is a bug, treated as transient so that the message is
 retried and, if it keeps failing, ends in the dead-letter queue with an error record.
@@ -14,21 +11,7 @@ from __future__ import annotations
 
 import traceback
 
-from medfn.errors import MedfnError, NotFound
-
-
-class StorageUnavailable(MedfnError):
-    status = 503
-
-
-class ObjectMissing(NotFound):
-    """Deleted, or overwritten since the event (its ETag no longer matches)."""
-
-
-class TransientFailure(MedfnError):
-    """Raised to the event source so the delivery is retried (SQS: a batchItemFailure)."""
-
-    status = 503
+from medfn.errors import MedfnError
 
 
 def is_poison(exc: BaseException) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from medfn.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -24,18 +23,17 @@ class BatchingPolicy:
     preferred_batch_sizes: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, config: ModelConfig) -> BatchingPolicy | None:
-        """The model's policy, or None when it does not batch."""
-        raw: dict[str, Any] | None = config.dynamic_batching
-        if raw is None or config.max_batch_size <= 0:
+    def of(cls, model: str, max_batch_size: int, table: dict[str, Any] | None) -> BatchingPolicy | None:
+        """`model`'s policy from its `[dynamic_batching]` table, or None when it does not batch."""
+        if table is None or max_batch_size <= 0:
             return None
-        delay = float(raw.get("max_queue_delay_ms", 0.0))
+        delay = float(table.get("max_queue_delay_ms", 0.0))
         if delay < 0:
-            raise ValueError(f"model {config.name}: max_queue_delay_ms must be >= 0")
-        preferred = tuple(sorted({int(size) for size in raw.get("preferred_batch_sizes", ())}))
-        if any(not 0 < size <= config.max_batch_size for size in preferred):
-            raise ValueError(f"model {config.name}: preferred_batch_sizes must lie in 1..max_batch_size")
-        return cls(config.max_batch_size, delay, preferred)
+            raise ValueError(f"model {model}: max_queue_delay_ms must be >= 0")
+        preferred = tuple(sorted({int(size) for size in table.get("preferred_batch_sizes", ())}))
+        if any(not 0 < size <= max_batch_size for size in preferred):
+            raise ValueError(f"model {model}: preferred_batch_sizes must lie in 1..max_batch_size")
+        return cls(max_batch_size, delay, preferred)
 
     @property
     def full(self) -> int:

@@ -1,7 +1,7 @@
-"""The transport-free heart of the pipeline: bytes in, a prediction out.
+"""The pipeline's analysis step: a scan's bytes in, the model's answer out, through the plane.
 
-S3 events, SQS messages, EventBridge events and `medfn watch` all end here, so a scan gives
-the same answer whichever way it arrived, and the same answer as the HTTP task route.
+The worker (medfn.pipeline.worker) calls this for every object, whichever way it arrived, so
+a scan gets the same answer as on the HTTP task route.
 """
 
 from __future__ import annotations
@@ -9,13 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from medfn.codecs import sniff
+from medfn.codecs import signature_media_type
 from medfn.errors import ModelNotReady, NotFound, UnprocessableInput
-from medfn.model import Payload
-from medfn.plane import InferencePlane
-
-# What each signature is sent to the model as; a name or a Content-Type is never trusted.
-MEDIA_TYPES = {"dicom": "application/dicom", "png": "image/png", "jpeg": "image/jpeg"}
+from medfn.serving import InferencePlane, Payload
 
 
 @dataclass(frozen=True)
@@ -35,15 +31,14 @@ def analyse(plane: InferencePlane, model_name: str, data: bytes) -> Analysis:
     """
     if not data:
         raise UnprocessableInput("object is empty (0 bytes)")
-    kind = sniff(data)
-    if kind is None:
+    media_type = signature_media_type(data)
+    if media_type is None:
         raise UnprocessableInput("object is not a PNG, JPEG or DICOM image (unrecognised signature)")
-    media_type = MEDIA_TYPES[kind]
     try:
         model = plane.get(model_name)
     except NotFound as exc:  # the deployment's fault, not the scan's: retry, never quarantine
         raise ModelNotReady(exc.message) from None
-    prediction = model.predict(Payload(data=data, media_type=media_type))
+    prediction = plane.predict_blocking(model, Payload(data=data, media_type=media_type))
     return Analysis(
         model=model.name,
         model_version=model.version,

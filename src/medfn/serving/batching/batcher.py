@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medfn.batching.policy import BatchingPolicy
-from medfn.batching.stats import BatchStats
+from medfn.serving.batching.policy import BatchingPolicy
+from medfn.serving.batching.stats import BatchStats
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from medfn.errors import BadRequest, NotFound, UnsupportedMediaType
+
 # Scan types the image functions decode, and the key suffix each gets.
 CONTENT_TYPES = {
     "application/dicom": ".dcm",
@@ -22,13 +24,6 @@ CONTENT_TYPES = {
     "application/octet-stream": ".bin",
 }
 DEFAULT_EXPIRES_S = 900
-
-
-class UploadError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -51,9 +46,9 @@ def parse_request(body: str | bytes | None) -> tuple[str, str]:
     try:
         request = json.loads(body or "")
     except ValueError:
-        raise UploadError(400, 'the body must be JSON: {"model": "...", "content_type": "application/dicom"}') from None
+        raise BadRequest('the body must be JSON: {"model": "...", "content_type": "application/dicom"}') from None
     if not isinstance(request, dict) or not isinstance(request.get("model"), str):
-        raise UploadError(400, 'the body must name a model: {"model": "...", "content_type": "..."}')
+        raise BadRequest('the body must name a model: {"model": "...", "content_type": "..."}')
     content_type = str(request.get("content_type") or "application/dicom").split(";", 1)[0].strip().lower()
     return request["model"], content_type
 
@@ -62,10 +57,10 @@ def presign_upload(client: Any, targets: UploadTargets, model: str, content_type
     """The upload slot: where to PUT, with which headers, before when."""
     prefix = targets.prefixes.get(model)
     if prefix is None:
-        raise UploadError(404, f"model {model!r} takes no uploads; models that do: {sorted(targets.prefixes)}")
+        raise NotFound(f"model {model!r} takes no uploads; models that do: {sorted(targets.prefixes)}")
     suffix = CONTENT_TYPES.get(content_type)
     if suffix is None:
-        raise UploadError(415, f"content_type must be one of {sorted(CONTENT_TYPES)}")
+        raise UnsupportedMediaType(f"content_type must be one of {sorted(CONTENT_TYPES)}")
     day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
     key = f"{prefix}{day}/{uuid.uuid4().hex}{suffix}"
     url = client.generate_presigned_url(

@@ -2,7 +2,7 @@
 
 Transport-free: it turns a body (JSON, or JSON followed by binary tensors as Triton's
 binary tensor data extension lays them out) into numpy arrays, and outputs back into a
-body. Tensors are decoded straight into numpy (medfn.tensor_json, simdjson): on a
+body. Tensors are decoded straight into numpy (medfn.inference_protocol.tensor_json, simdjson): on a
 ResNet-18-sized input, `json.loads` alone costs more than the model.
 """
 
@@ -38,7 +38,7 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
     binary = memoryview(body)[len(head) :]
     # simdjson loads with the first request, not in every Lambda's init (~2.5 ms, and a
     # function may only ever be called on its task route)
-    from medfn.tensor_json import load_document
+    from medfn.inference_protocol.tensor_json import load_document
 
     document = load_document(head)
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list) or not document["inputs"]:
@@ -108,7 +108,7 @@ def _parse_input(raw: Any, binary: memoryview) -> tuple[str, np.ndarray, int]:
 
 
 def _json_tensor_data(data: Any, dtype: np.dtype) -> np.ndarray:
-    """`data` as medfn.tensor_json left it: a numpy array of the numbers, or a list (booleans,
+    """`data` as medfn.inference_protocol.tensor_json left it: a numpy array of the numbers, or a list (booleans,
     mixed values). Either way the result is what np.asarray(the JSON list, dtype) gives."""
     if isinstance(data, np.ndarray):
         if dtype.kind in "iu":

@@ -1,4 +1,4 @@
-"""How routes call the model: inline on the event loop, or on a worker thread.
+"""Where a model call runs: inline on the event loop, or on a worker thread.
 
 A Lambda environment serves one request at a time, so there every call runs inline: a thread
 hop only adds cost (measured at ~0.4 ms a call under Mangum, more than the small model's own
@@ -12,12 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import numpy as np
-
-if TYPE_CHECKING:
-    from medfn.model import Model, Payload, Prediction
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 Runner = Callable[..., Awaitable[Any]]
@@ -47,8 +42,7 @@ class CostAwareRunner:
     Cost is the calling thread's CPU time, not wall time: on a pool thread wall time also
     counts the wait for the GIL, which under load would push even a 30 us call past the bar.
     So a call that waits costs almost nothing by this measure: one waiting for its dynamic
-    batch is never given to the runner (the batch is awaited on the loop: `run_model`,
-    `predict_task`), and one waiting for a GPU says `waits=True` and always goes to the pool.
+    batch is never given to the runner (the plane awaits the batch on the loop), and one waiting for a GPU says `waits=True` and always goes to the pool.
 
     Measured on 2 cores, breast_mass (~30 us of inference) at concurrency 32: on the pool
     3,000 requests/s, p99 44 ms; inline 5,400 requests/s, p99 11 ms. The pool itself is not
@@ -94,34 +88,9 @@ def _key(fn: Callable[..., Any]) -> tuple[int, Any]:
     return id(getattr(fn, "__self__", None)), getattr(fn, "__func__", fn)
 
 
-def inference_runner(offload: bool) -> Runner:
-    from medfn.runtime import available_cores
+def server_runner() -> CostAwareRunner:
+    """The runner of a server with concurrent callers: a pool as wide as the cores."""
+    from medfn.serving.sessions import available_cores
 
-    return CostAwareRunner(available_cores()) if offload else run_inline
+    return CostAwareRunner(available_cores())
 
-
-async def run_model(
-    run: Runner, model: Model, inputs: dict[str, np.ndarray], outputs: list[str] | None
-) -> dict[str, np.ndarray]:
-    """Raw tensors through the model's batcher when a server gave it one, else as `run` says.
-
-    The batcher is awaited on the event loop, not from a worker thread: a waiting request
-    then holds no thread, so more requests can queue than the thread pool has threads.
-    """
-    model.ensure_ready()
-    if model.batcher is not None:
-        return await asyncio.wrap_future(model.batcher.submit(inputs, outputs))
-    elements = sum(array.size for array in inputs.values())
-    return await run(model.run, inputs, outputs, size=elements, waits=model.on_gpu)
-
-
-async def predict_task(run: Runner, model: Model, payload: Payload) -> Prediction:
-    """The task route's call. With a batcher, preprocess and postprocess go through `run` and
-    the batch is awaited on the event loop, as `run_model` does: a request waiting for its
-    batch holds no worker thread, so batches can grow past the pool's width."""
-    if model.batcher is None:
-        return await run(model.predict, payload, size=len(payload.data), waits=model.on_gpu)
-    inputs, context = await run(model.prepare, payload, size=len(payload.data))
-    started = time.perf_counter()
-    outputs = await run_model(run, model, inputs, None)
-    return await run(model.finish, outputs, context, payload, (time.perf_counter() - started) * 1000.0)

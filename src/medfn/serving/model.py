@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from medfn.config import DATATYPES, ModelConfig, TensorSpec
-from medfn.errors import BadRequest, ModelNotReady, UnsupportedMediaType
-from medfn.store import ArtifactError, ModelStore, verified_artifacts
+from medfn.errors import ArtifactError, BadRequest, ModelNotReady, UnsupportedMediaType
+from medfn.serving.store import ModelStore, verified_artifacts
 
 if TYPE_CHECKING:
-    from medfn.batching import DynamicBatcher
-    from medfn.runtime import Device, OverlapSessions
+    from medfn.serving.batching import DynamicBatcher
+    from medfn.serving.sessions import Device, OverlapSessions
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ class Model:
     provider: str = ""
     device: Device | None = None  # set with the session (onnxruntime is imported at load)
     session: Any = field(default=None, repr=False)
-    # Where calls may overlap on the CPU, the session each call runs on (medfn.runtime).
+    # Where calls may overlap on the CPU, the session each call runs on (medfn.serving.sessions).
     overlap: OverlapSessions | None = field(default=None, repr=False)
-    # Set by a server (medfn.batching.start_batchers); None: every request runs inline.
+    # Set by a server (InferencePlane.start_batchers); None: every request runs inline.
     batcher: DynamicBatcher | None = field(default=None, repr=False)
     # The media types the task route takes; empty: only raw tensors through OIP.
     media_types: ClassVar[frozenset[str]] = frozenset()
@@ -68,11 +68,29 @@ class Model:
         """Runs wait on a GPU: their CPU time says little of how long they take."""
         return self.device is not None and self.device.kind != "cpu"
 
+    def serving_parameters(self) -> dict[str, str | int | float | bool]:
+        """Device and batching figures for `GET /v2/models/{m}` parameters (flat, as OIP wants)."""
+        parameters: dict[str, str | int | float | bool] = {
+            "device": self.device.label if self.device else "none",
+            "dynamic_batching": self.batcher is not None,
+        }
+        if self.batcher is not None:
+            stats = self.batcher.stats.snapshot()
+            parameters |= {
+                "max_queue_delay_ms": self.batcher.policy.max_queue_delay_ms,
+                "batch_requests": stats.requests,
+                "batch_count": stats.batches,
+                "batch_size_mean": round(stats.mean_batch_size, 3),
+                "batch_size_max": stats.max_batch_size,
+                "batch_fallbacks": stats.fallbacks,
+            }
+        return parameters
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def load(self) -> bool:
         """Verify artifacts, make the session, let the task load its extras. Never raises."""
-        from medfn.runtime import make_session, overlap_sessions, session_device
+        from medfn.serving.sessions import make_session, overlap_sessions, session_device
 
         try:
             paths = verified_artifacts(self.store, self.config, self.version)
@@ -94,7 +112,7 @@ class Model:
     def _one_thread_session(self) -> Any:
         """A CPU session with one intra-op thread, built later than the main one: its bytes are
         verified again, so a file replaced since the load is refused, never run."""
-        from medfn.runtime import make_session
+        from medfn.serving.sessions import make_session
 
         path = verified_artifacts(self.store, self.config, self.version)["model.onnx"]
         return make_session(path, threads=1, providers="CPUExecutionProvider")
@@ -134,7 +152,7 @@ class Model:
 
     def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
         """One session run, of one request or of a whole batch."""
-        from medfn.runtime import run_session
+        from medfn.serving.sessions import run_session
 
         if self.overlap is None:
             return dict(zip(names, run_session(self.session, names, inputs, self.device)))
