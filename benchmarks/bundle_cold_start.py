@@ -90,8 +90,17 @@ def main() -> None:
         print(f"  {name:14} {value * 1000:7.1f} ms")
     print(f"  with bytecode / source only: {medians['with bytecode'] / medians['source only']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"function": args.function, "arch": arch, "samples_s": samples,
-                                         "median_s": medians, "machine": machine()}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "function": args.function,
+                    "arch": arch,
+                    "samples_s": samples,
+                    "median_s": medians,
+                    "machine": machine(),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ session.run(None, feeds)
 {answered}
 """
 
-APP_FLOOR = FLOOR + """
+APP_FLOOR = (
+    FLOOR
+    + """
 import base64, json
 from fastapi import FastAPI, Request
 from mangum import Mangum
@@ -56,6 +58,7 @@ event.update(path="/v1/models/m/predict", httpMethod="POST", body="", isBase64En
 assert Mangum(app, lifespan="off")(event, None)["statusCode"] == 200
 {answered}
 """
+)
 
 HANDLER = """
 import base64, json, sys
@@ -93,12 +96,19 @@ def programs(function: str) -> dict[str, str]:
     event = str(REPO / "tests" / "events" / "apigw_rest.json")
     body, content_type = task_request(function)
     handler = HANDLER.format(
-        repo=str(REPO), handler=str(REPO / "functions" / function / "handler.py"), event=event,
-        path=f"/v1/models/{config.model}/predict", body=base64.b64encode(body).decode(), content_type=content_type,
+        repo=str(REPO),
+        handler=str(REPO / "functions" / function / "handler.py"),
+        event=event,
+        path=f"/v1/models/{config.model}/predict",
+        body=base64.b64encode(body).decode(),
+        content_type=content_type,
         answered=ANSWERED,
     )
-    return {"floor": FLOOR.format(model=str(model_file), answered=ANSWERED),
-            "app floor": APP_FLOOR.format(model=str(model_file), event=event, answered=ANSWERED), "handler": handler}
+    return {
+        "floor": FLOOR.format(model=str(model_file), answered=ANSWERED),
+        "app floor": APP_FLOOR.format(model=str(model_file), event=event, answered=ANSWERED),
+        "handler": handler,
+    }
 
 
 def measure(function: str, runs: int) -> dict[str, float]:
@@ -135,12 +145,18 @@ def main() -> None:
 
     functions = FUNCTIONS if args.function == "all" else [args.function]
     results = {f: measure(f, args.runs) for f in tqdm(functions, desc="cold start", file=sys.stderr)}
-    print(f"cold start, median of {args.runs} processes each (floor: imports + session + one run; app floor: "
-          "+ a one-route FastAPI app behind Mangum; handler: medfn init + first 200 on API Gateway)")
-    print(f"{'function':17} {'floor ms':>9} {'app floor':>10} {'handler':>9} {'h/floor':>8} {'h/app':>6} {'peak MiB':>9}")
+    print(
+        f"cold start, median of {args.runs} processes each (floor: imports + session + one run; app floor: "
+        "+ a one-route FastAPI app behind Mangum; handler: medfn init + first 200 on API Gateway)"
+    )
+    print(
+        f"{'function':17} {'floor ms':>9} {'app floor':>10} {'handler':>9} {'h/floor':>8} {'h/app':>6} {'peak MiB':>9}"
+    )
     for function, r in results.items():
         f, a, h = r["floor"], r["app floor"], r["handler"]
-        print(f"{function:17} {f * 1000:9.1f} {a * 1000:10.1f} {h * 1000:9.1f} {h / f:8.2f} {h / a:6.2f} {r['peak_rss_mib']:9.1f}")
+        print(
+            f"{function:17} {f * 1000:9.1f} {a * 1000:10.1f} {h * 1000:9.1f} {h / f:8.2f} {h / a:6.2f} {r['peak_rss_mib']:9.1f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"runs": args.runs, "functions": results}))
 

@@ -84,15 +84,27 @@ def main() -> None:
         zipped, unzipped = package_bytes(function)
         lam = pricing.lambda_cost(duration, config.memory_mb) * 1e6
         sage = pricing.sagemaker_serverless_cost(duration, config.memory_mb, in_bytes, out_bytes) * 1e6
-        rows.append({"function": function, "memory_mb": config.memory_mb, "duration_ms": duration,
-                     "zip_mib": zipped / 2**20, "unzipped_mib": unzipped / 2**20,
-                     "lambda_per_million": lam, "sagemaker_per_million": sage})
+        rows.append(
+            {
+                "function": function,
+                "memory_mb": config.memory_mb,
+                "duration_ms": duration,
+                "zip_mib": zipped / 2**20,
+                "unzipped_mib": unzipped / 2**20,
+                "lambda_per_million": lam,
+                "sagemaker_per_million": sage,
+            }
+        )
     print(f"per million calls at this machine's warm duration ({pricing.PRICES_READ}; {pricing.SAGEMAKER_PRICES_READ})")
-    print(f"{'function':17} {'MB':>5} {'ms':>7} {'zip MiB':>8} {'unzip MiB':>10} {'Lambda $':>9} {'SageMaker $':>12} {'ratio':>6}")
+    print(
+        f"{'function':17} {'MB':>5} {'ms':>7} {'zip MiB':>8} {'unzip MiB':>10} {'Lambda $':>9} {'SageMaker $':>12} {'ratio':>6}"
+    )
     for r in rows:
-        print(f"{r['function']:17} {r['memory_mb']:>5} {r['duration_ms']:>7.2f} {r['zip_mib']:>8.1f} {r['unzipped_mib']:>10.1f}"
-              f" {r['lambda_per_million']:>9.2f} {r['sagemaker_per_million']:>12.2f}"
-              f" {r['sagemaker_per_million'] / r['lambda_per_million']:>6.2f}")
+        print(
+            f"{r['function']:17} {r['memory_mb']:>5} {r['duration_ms']:>7.2f} {r['zip_mib']:>8.1f} {r['unzipped_mib']:>10.1f}"
+            f" {r['lambda_per_million']:>9.2f} {r['sagemaker_per_million']:>12.2f}"
+            f" {r['sagemaker_per_million'] / r['lambda_per_million']:>6.2f}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"calls": args.calls, "rows": rows}))
 

@@ -73,6 +73,7 @@ def percentile(values: list[float], q: float) -> float:
 
 # -- the model store the server and the bare session read ---------------------------------------
 
+
 def write_store(root: Path, name: str, onnx_path: Path, batch: int, delay_ms: float) -> None:
     """A tensor-task model (OIP only) with [dynamic_batching], and a function serving it."""
     import hashlib
@@ -94,7 +95,9 @@ def write_store(root: Path, name: str, onnx_path: Path, batch: int, delay_ms: fl
     )
     function = root / "functions" / name
     function.mkdir(parents=True)
-    (function / "function.toml").write_text(f'name = "{name}"\nmodel = "{name}"\nruntime = "container"\naccelerator = "gpu"\n')
+    (function / "function.toml").write_text(
+        f'name = "{name}"\nmodel = "{name}"\nruntime = "container"\naccelerator = "gpu"\n'
+    )
 
 
 def model_files(work: Path, resnet: Path | None, models: list[str], precisions: list[str]) -> dict[str, Path]:
@@ -113,6 +116,7 @@ def model_files(work: Path, resnet: Path | None, models: list[str], precisions: 
 
 # -- bare session ---------------------------------------------------------------------------------
 
+
 def bare(name: str, path: Path, batch: int, runs: int, require_cuda: bool) -> Row:
     session = make_session(path)
     device = session_device(session)
@@ -128,25 +132,45 @@ def bare(name: str, path: Path, batch: int, runs: int, require_cuda: bool) -> Ro
         times.append(time.perf_counter() - started)
     kind, precision = name.split("_")
     load = "high" if batch > 1 else "low"
-    return Row(kind, precision, "bare", load, batch, batch * runs / sum(times),
-               percentile(times, 50), percentile(times, 99), device.label)
+    return Row(
+        kind,
+        precision,
+        "bare",
+        load,
+        batch,
+        batch * runs / sum(times),
+        percentile(times, 50),
+        percentile(times, 99),
+        device.label,
+    )
 
 
 # -- the server and its load ----------------------------------------------------------------------
+
 
 def request_body(kind: str, seed: int, rows: int = 1) -> tuple[bytes, dict[str, str]]:
     """One image as the binary tensor extension: JSON header, then the raw FP32 bytes."""
     image = np.random.default_rng(seed).random((rows, *SHAPES[kind]), dtype=np.float32)
     raw = image.tobytes()
-    head = json.dumps({
-        "inputs": [{"name": "image", "datatype": "FP32", "shape": list(image.shape),
-                    "parameters": {"binary_data_size": len(raw)}}],
-        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
-    }).encode()
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "FP32",
+                    "shape": list(image.shape),
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
     return head + raw, {"Inference-Header-Content-Length": str(len(head)), "content-type": "application/octet-stream"}
 
 
-def load(url: str, kind: str, requests: int, concurrency: int, clients: int, rows: int = 1) -> tuple[float, list[float]]:
+def load(
+    url: str, kind: str, requests: int, concurrency: int, clients: int, rows: int = 1
+) -> tuple[float, list[float]]:
     """rows/s and latencies from `clients` processes sharing `concurrency` callers, `rows` images a request.
 
     The load generator shared with `medfn bench` (aiohttp): httpx's client spent ~3.7 ms of
@@ -158,8 +182,18 @@ def load(url: str, kind: str, requests: int, concurrency: int, clients: int, row
 
 
 def serve(root: Path, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:  # type: ignore[type-arg]
-    command = [sys.executable, "-m", "medfn.cli", "serve", "--functions", str(root / "functions"), "--port", str(port),
-               "--workers", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "medfn.cli",
+        "serve",
+        "--functions",
+        str(root / "functions"),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     log = open(root / "server.log", "wb")  # noqa: SIM115  # the child writes to it until it ends
     server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180  # CUDA's first session can take a while
@@ -189,12 +223,17 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/v2/models/{name}/infer"
     rows = []
-    for level, concurrency, requests in (("low", 1, args.low_requests), ("high", args.high_concurrency, args.high_requests)):
+    for level, concurrency, requests in (
+        ("low", 1, args.low_requests),
+        ("high", args.high_concurrency, args.high_requests),
+    ):
         rows_each = 1 if level == "low" else args.rows_per_request
         load(url, kind, max(concurrency * 2, 8), concurrency, 1, rows_each)  # warm-up
         before = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
         # loadgen times all but each caller's first request: send that many more
-        rate, latencies = load(url, kind, requests + concurrency, concurrency, args.clients if level == "high" else 1, rows_each)
+        rate, latencies = load(
+            url, kind, requests + concurrency, concurrency, args.clients if level == "high" else 1, rows_each
+        )
         after = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
         if args.require_cuda and not after["device"].startswith("cuda"):
             raise SystemExit(f"--require-cuda: the server runs {name} on {after['device']}")
@@ -202,8 +241,20 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
         # with several server processes the two snapshots may come from different ones
         one_process = args.server_workers == 1
         mean = (after["batch_requests"] - before["batch_requests"]) / batches if batches and one_process else 0.0
-        rows.append(Row(kind, precision, "server", level, concurrency, rate, percentile(latencies, 50),
-                        percentile(latencies, 99), after["device"], round(mean, 2)))
+        rows.append(
+            Row(
+                kind,
+                precision,
+                "server",
+                level,
+                concurrency,
+                rate,
+                percentile(latencies, 50),
+                percentile(latencies, 99),
+                after["device"],
+                round(mean, 2),
+            )
+        )
     return rows
 
 
@@ -222,8 +273,12 @@ def main() -> None:
     parser.add_argument("--models", default="segmenter,resnet18", help="segmenter, resnet18 or both (default)")
     parser.add_argument("--precisions", default="fp32,fp16", help="fp32, fp16 or both (default)")
     parser.add_argument("--resnet", type=Path, help="a pre-built ResNet-18 ONNX (input image, output probabilities)")
-    parser.add_argument("--require-cuda", action="store_true", default=os.environ.get("MEDFN_REQUIRE_CUDA") == "1",
-                        help="fail unless every session runs on CUDA (also: MEDFN_REQUIRE_CUDA=1)")
+    parser.add_argument(
+        "--require-cuda",
+        action="store_true",
+        default=os.environ.get("MEDFN_REQUIRE_CUDA") == "1",
+        help="fail unless every session runs on CUDA (also: MEDFN_REQUIRE_CUDA=1)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     quick = args.quick
@@ -243,8 +298,10 @@ def main() -> None:
         work = Path(tmp)
         files = model_files(work, args.resnet, args.models.split(","), args.precisions.split(","))
         for name, path in files.items():
-            rows += [bare(name, path, 1, args.bare_runs * 4, args.require_cuda),
-                     bare(name, path, args.batch, args.bare_runs, args.require_cuda)]
+            rows += [
+                bare(name, path, 1, args.bare_runs * 4, args.require_cuda),
+                bare(name, path, args.batch, args.bare_runs, args.require_cuda),
+            ]
             root = work / name
             write_store(root, name, path, args.batch, args.delay_ms)
             port = free_port()
@@ -261,22 +318,32 @@ def main() -> None:
 
 
 def report(rows: list[Row], args: argparse.Namespace) -> None:
-    print(f"\nbatch {args.batch}, max_queue_delay_ms {args.delay_ms}, high load {args.high_concurrency} callers"
-          f" ({args.clients} client processes, {args.rows_per_request} images a request), {args.high_requests} requests;"
-          f" low load 1 caller; {args.server_workers} server process(es)\n")
-    print(f"{'model':9} {'prec':5} {'path':6} {'load':5} {'batch':>5} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-          f" {'device':7} {'formed':>6}")
+    print(
+        f"\nbatch {args.batch}, max_queue_delay_ms {args.delay_ms}, high load {args.high_concurrency} callers"
+        f" ({args.clients} client processes, {args.rows_per_request} images a request), {args.high_requests} requests;"
+        f" low load 1 caller; {args.server_workers} server process(es)\n"
+    )
+    print(
+        f"{'model':9} {'prec':5} {'path':6} {'load':5} {'batch':>5} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'device':7} {'formed':>6}"
+    )
     for r in rows:
         formed = f"{r.batch_mean:.1f}" if r.path == "server" else ""
-        print(f"{r.model:9} {r.precision:5} {r.path:6} {r.load:5} {r.batch:>5} {r.rows_per_s:>9.1f}"
-              f" {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.device:7} {formed:>6}")
+        print(
+            f"{r.model:9} {r.precision:5} {r.path:6} {r.load:5} {r.batch:>5} {r.rows_per_s:>9.1f}"
+            f" {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.device:7} {formed:>6}"
+        )
     print("\nserver / bare throughput at high load (batch %d; target >= 0.80):" % args.batch)
     for r in rows:
         if r.path == "server" and r.load == "high":
-            bare_row = next(b for b in rows if (b.model, b.precision, b.path, b.batch) == (r.model, r.precision, "bare", args.batch))
+            bare_row = next(
+                b for b in rows if (b.model, b.precision, b.path, b.batch) == (r.model, r.precision, "bare", args.batch)
+            )
             print(f"  {r.model} {r.precision}: {r.rows_per_s / bare_row.rows_per_s:.2f}")
-    print("(rows/s: images a second; bare p50/p99 are per batch run; server p50/p99 per request,"
-          " queueing included; 'formed': mean requests per batched run (of one server process).)")
+    print(
+        "(rows/s: images a second; bare p50/p99 are per batch run; server p50/p99 per request,"
+        " queueing included; 'formed': mean requests per batched run (of one server process).)"
+    )
 
 
 if __name__ == "__main__":

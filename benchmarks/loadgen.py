@@ -46,7 +46,9 @@ class Load:
         return percentile(self.latencies, 99) * 1000
 
 
-async def _callers(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int) -> tuple[list[float], float, float, float]:
+async def _callers(
+    url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int
+) -> tuple[list[float], float, float, float]:
     import aiohttp
 
     latencies: list[float] = []
@@ -86,7 +88,9 @@ def _cpu_s() -> float:
 def drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurrency: int, processes: int = 2) -> Load:
     """`requests` POSTs of `body` with `concurrency` callers in flight, spread over `processes`."""
     if requests <= concurrency:
-        raise ValueError(f"{requests} requests at concurrency {concurrency}: each caller's first is not timed, so none would be")
+        raise ValueError(
+            f"{requests} requests at concurrency {concurrency}: each caller's first is not timed, so none would be"
+        )
     processes = max(1, min(processes, concurrency))
     shares = [requests // processes + (i < requests % processes) for i in range(processes)]
     callers = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]

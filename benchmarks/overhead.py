@@ -71,7 +71,14 @@ def main() -> None:
 
     head = orjson.dumps(
         {
-            "inputs": [{"name": spec_in.name, "shape": shape, "datatype": "FP32", "parameters": {"binary_data_size": tensor.nbytes}}],
+            "inputs": [
+                {
+                    "name": spec_in.name,
+                    "shape": shape,
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": tensor.nbytes},
+                }
+            ],
             "parameters": {"binary_data_output": True},
         }
     )
@@ -80,7 +87,9 @@ def main() -> None:
         head + tensor.tobytes(),
         {"content-type": "application/octet-stream", "inference-header-content-length": str(len(head))},
     )
-    png_event = rest_event(f"/v1/models/{model.name}/predict", chest_phantoms.to_png(image), {"content-type": "image/png"})
+    png_event = rest_event(
+        f"/v1/models/{model.name}/predict", chest_phantoms.to_png(image), {"content-type": "image/png"}
+    )
 
     def call(event: dict):  # type: ignore[no-untyped-def]
         def run() -> None:
@@ -101,8 +110,17 @@ def main() -> None:
     print(f"  handler, task route (PNG upload): {png:8.1f} us   overhead {png - bare:7.1f} us  ratio {png / bare:.2f}")
     print("  target: overhead <= 500 us per call")
     if args.json:
-        args.json.write_text(json.dumps({"function": args.function, "calls": args.calls, "bare_us": bare,
-                                         "oip_binary_us": oip, "task_png_us": png}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "function": args.function,
+                    "calls": args.calls,
+                    "bare_us": bare,
+                    "oip_binary_us": oip,
+                    "task_png_us": png,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

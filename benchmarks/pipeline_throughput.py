@@ -27,12 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from medfn.function import load_function  # noqa: E402
-from medfn.serving.model import Payload  # noqa: E402
-from medfn.pipeline.settings import PipelineSettings  # noqa: E402
-from medfn.pipeline.worker import ScanWorker  # noqa: E402
 from medfn.pipeline.folder_storage import FolderStorage  # noqa: E402
 from medfn.pipeline.folder_watch import FolderWatch  # noqa: E402
+from medfn.pipeline.settings import PipelineSettings  # noqa: E402
 from medfn.pipeline.sqlite_status import SqliteStatusTable  # noqa: E402
+from medfn.pipeline.worker import ScanWorker  # noqa: E402
+from medfn.serving.model import Payload  # noqa: E402
 from model_store.build import chest_phantoms  # noqa: E402
 
 MEDIA_TYPES = {"dicom": "application/dicom", "png": "image/png"}
@@ -81,8 +81,10 @@ def main() -> None:
 
     function = load_function(REPO / "functions" / args.function)
     model = function.plane.get(function.config.model)
-    print(f"{args.function}: {args.scans} scans of {args.size}x{args.size} per kind, median of {args.rounds} rounds, "
-          f"{os.cpu_count()} CPUs, {model.provider}")
+    print(
+        f"{args.function}: {args.scans} scans of {args.size}x{args.size} per kind, median of {args.rounds} rounds, "
+        f"{os.cpu_count()} CPUs, {model.provider}"
+    )
     print(f"{'kind':6} {'floor scans/s':>14} {'watch scans/s':>14} {'watch/floor':>12}")
     rows = []
     for kind in ("dicom", "png"):

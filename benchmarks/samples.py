@@ -33,6 +33,13 @@ def task_request(function: str) -> tuple[bytes, str]:
     if function == "notes_classifier":
         return b"Severe headache and facial droop since this morning.", "text/plain"
     if function == "vitals_risk":
-        row = {"heart_rate": 80, "respiratory_rate": 16, "spo2": 97, "systolic_bp": 120, "temperature": 37.0, "consciousness": "A"}
+        row = {
+            "heart_rate": 80,
+            "respiratory_rate": 16,
+            "spo2": 97,
+            "systolic_bp": 120,
+            "temperature": 37.0,
+            "consciousness": "A",
+        }
         return json.dumps({"observations": [row] * 12}).encode(), "application/json"
     raise ValueError(f"no sample request for {function!r}")

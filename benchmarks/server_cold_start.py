@@ -69,8 +69,9 @@ def main() -> None:
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
     if args.json:
-        args.json.write_text(json.dumps({"samples_s": samples, "median_s": medians, "skipped": skipped,
-                                         "machine": machine()}))
+        args.json.write_text(
+            json.dumps({"samples_s": samples, "median_s": medians, "skipped": skipped, "machine": machine()})
+        )
 
 
 if __name__ == "__main__":

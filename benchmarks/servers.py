@@ -37,15 +37,38 @@ class BenchModel:
     def json_body(self) -> bytes:
         """The OIP JSON request every server gets: seeded values, written once, sent as bytes."""
         data = np.random.default_rng(1).random(self.shape, dtype=np.float32)
-        return json.dumps({"inputs": [{"name": self.input, "shape": list(self.shape), "datatype": "FP32",
-                                       "data": [round(float(x), 6) for x in data.ravel()]}]}).encode()
+        return json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": self.input,
+                        "shape": list(self.shape),
+                        "datatype": "FP32",
+                        "data": [round(float(x), 6) for x in data.ravel()],
+                    }
+                ]
+            }
+        ).encode()
 
     def binary_body(self) -> tuple[bytes, dict[str, str]]:
         """The same tensor with the binary tensor extension: a JSON header, then raw FP32 bytes."""
         raw = np.random.default_rng(1).random(self.shape, dtype=np.float32).tobytes()
-        head = json.dumps({"inputs": [{"name": self.input, "shape": list(self.shape), "datatype": "FP32",
-                                       "parameters": {"binary_data_size": len(raw)}}]}).encode()
-        return head + raw, {"content-type": "application/octet-stream", "inference-header-content-length": str(len(head))}
+        head = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": self.input,
+                        "shape": list(self.shape),
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": len(raw)},
+                    }
+                ]
+            }
+        ).encode()
+        return head + raw, {
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(head)),
+        }
 
 
 def bench_models(work: Path) -> dict[str, BenchModel]:
@@ -59,10 +82,17 @@ def bench_models(work: Path) -> dict[str, BenchModel]:
         resnet18_bench.write(resnet)
     store = REPO / "model_store"
     return {
-        "breast_mass": BenchModel("breast_mass", store / "breast_mass" / "1" / "model.onnx", "features", (1, 30),
-                                  "probabilities", (1, 2)),
-        "scan_classifier": BenchModel("scan_classifier", store / "scan_classifier" / "1" / "model.onnx", "image",
-                                      (1, 1, 128, 128), "probabilities", (1, 2)),
+        "breast_mass": BenchModel(
+            "breast_mass", store / "breast_mass" / "1" / "model.onnx", "features", (1, 30), "probabilities", (1, 2)
+        ),
+        "scan_classifier": BenchModel(
+            "scan_classifier",
+            store / "scan_classifier" / "1" / "model.onnx",
+            "image",
+            (1, 1, 128, 128),
+            "probabilities",
+            (1, 2),
+        ),
         "resnet18": BenchModel("resnet18", resnet, "image", (1, 3, 224, 224), "probabilities", (1, 1000)),
     }
 
@@ -78,7 +108,9 @@ def write_medfn_store(root: Path, model: BenchModel) -> None:
         f'name = "{model.name}"\ntask = "tensor"\nmax_batch_size = 1\n\n'
         f'[[inputs]]\nname = "{model.input}"\ndatatype = "FP32"\nshape = {[-1, *model.shape[1:]]}\n\n'
         f'[[outputs]]\nname = "{model.output}"\ndatatype = "FP32"\nshape = {[-1, *model.output_shape[1:]]}\n\n'
-        f'[versions.1.sha256]\n"model.onnx" = "{digest}"\n', "utf-8")
+        f'[versions.1.sha256]\n"model.onnx" = "{digest}"\n',
+        "utf-8",
+    )
     function = root / "functions" / model.name
     function.mkdir(parents=True, exist_ok=True)
     (function / "function.toml").write_text(f'name = "{model.name}"\nmodel = "{model.name}"\n', "utf-8")
@@ -100,27 +132,65 @@ def launch_spec(server: str, model: BenchModel, root: Path, port: int, python: P
     if server == "medfn":
         write_medfn_store(root, model)
         env["MEDFN_MODEL_STORE"] = str(root / "model_store")
-        command = [sys.executable, "-m", "medfn.cli", "serve", "--functions", str(root / "functions"), "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "medfn.cli",
+            "serve",
+            "--functions",
+            str(root / "functions"),
+            "--port",
+            str(port),
+        ]
         return Launch(server, command, env, root, url)
     assert python is not None, f"{server} needs its venv's python"
     if server == "kserve":
-        command = [str(python), str(PEER_APPS / "kserve_onnx.py"), "--model_name", model.name, "--model_file",
-                   str(model.onnx), "--http_port", str(port), "--grpc_port", str(free_port())]
+        command = [
+            str(python),
+            str(PEER_APPS / "kserve_onnx.py"),
+            "--model_name",
+            model.name,
+            "--model_file",
+            str(model.onnx),
+            "--http_port",
+            str(port),
+            "--grpc_port",
+            str(free_port()),
+        ]
         return Launch(server, command, env, root, url)
-    env.update(MEDFN_BENCH_MODEL=model.name, MEDFN_BENCH_ONNX=str(model.onnx), BENTOML_HOME=str(root / "bentoml"),
-               BENTOML_DO_NOT_TRACK="true")
-    command = [str(python.parent / "bentoml"), "serve", "bentoml_onnx:OnnxService", "--port", str(port), "--host", "127.0.0.1"]
+    env.update(
+        MEDFN_BENCH_MODEL=model.name,
+        MEDFN_BENCH_ONNX=str(model.onnx),
+        BENTOML_HOME=str(root / "bentoml"),
+        BENTOML_DO_NOT_TRACK="true",
+    )
+    command = [
+        str(python.parent / "bentoml"),
+        "serve",
+        "bentoml_onnx:OnnxService",
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
     return Launch(server, command, env, PEER_APPS, url)
 
 
 def start(launch: Launch, log: Path) -> subprocess.Popen:  # type: ignore[type-arg]
     out = log.open("wb")
-    return subprocess.Popen(launch.command, cwd=launch.cwd, env=launch.env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # BentoML forks workers: stop the whole group
+    return subprocess.Popen(
+        launch.command, cwd=launch.cwd, env=launch.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )  # BentoML forks workers: stop the whole group
 
 
-def wait_first_answer(launch: Launch, body: bytes, process: subprocess.Popen, log: Path, started: float,  # type: ignore[type-arg]
-                      limit_s: float = 120) -> float:
+def wait_first_answer(
+    launch: Launch,
+    body: bytes,
+    process: subprocess.Popen,
+    log: Path,
+    started: float,  # type: ignore[type-arg]
+    limit_s: float = 120,
+) -> float:
     """Seconds from `started` (perf_counter before the spawn) to the infer route's first 200, polled every 10 ms."""
     request = urllib.request.Request(launch.infer_url, data=body, headers={"content-type": "application/json"})
     while time.perf_counter() - started < limit_s:
@@ -141,7 +211,9 @@ def check_answer(launch: Launch, model: BenchModel) -> None:
     a fast wrong answer must not count as throughput."""
     import onnxruntime
 
-    request = urllib.request.Request(launch.infer_url, data=model.json_body(), headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        launch.infer_url, data=model.json_body(), headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = json.loads(response.read())
     data = np.asarray(answer["outputs"][0]["data"], dtype=np.float32).reshape(model.output_shape)
@@ -149,7 +221,9 @@ def check_answer(launch: Launch, model: BenchModel) -> None:
     feeds = {model.input: np.asarray(sent, dtype=np.float32).reshape(model.shape)}
     expected = onnxruntime.InferenceSession(str(model.onnx)).run([model.output], feeds)[0]
     if not np.allclose(data, expected, rtol=1e-3, atol=1e-5):
-        raise RuntimeError(f"{launch.server} answered {data.ravel()[:4]}..., onnxruntime gives {expected.ravel()[:4]}...")
+        raise RuntimeError(
+            f"{launch.server} answered {data.ravel()[:4]}..., onnxruntime gives {expected.ravel()[:4]}..."
+        )
 
 
 def cpu_seconds(process: subprocess.Popen) -> float:  # type: ignore[type-arg]

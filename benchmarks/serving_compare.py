@@ -44,8 +44,17 @@ LEVELS = {"full": [1, 8, 32], "quick": [8, 32]}
 MODELS = {"full": "breast_mass,scan_classifier,resnet18", "quick": "scan_classifier,resnet18"}
 
 
-def measure(server: str, model: servers.BenchModel, key: str, python: Path | None, work: Path,
-            levels: list[int], requests: int, processes: int, progress) -> list[dict]:  # type: ignore[no-untyped-def]
+def measure(
+    server: str,
+    model: servers.BenchModel,
+    key: str,
+    python: Path | None,
+    work: Path,
+    levels: list[int],
+    requests: int,
+    processes: int,
+    progress,
+) -> list[dict]:  # type: ignore[no-untyped-def]
     root = work / f"{server}-{key}"
     root.mkdir()
     launch = servers.launch_spec(server, model, root, servers.free_port(), python)
@@ -65,10 +74,21 @@ def measure(server: str, model: servers.BenchModel, key: str, python: Path | Non
                 cpu_before = servers.cpu_seconds(process)
                 load = drive(launch.infer_url, body, headers, requests, concurrency, processes)
                 server_cpu_ms = (servers.cpu_seconds(process) - cpu_before) * 1000 / requests
-                rows.append({"model": key, "server": server, "encoding": encoding, "concurrency": concurrency,
-                             "requests": requests, "rps": load.rps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
-                             "server_cpu_ms": server_cpu_ms, "client_cpu_ms": load.client_cpu_s * 1000 / requests,
-                             "latencies_ms": [round(x * 1000, 3) for x in load.latencies]})
+                rows.append(
+                    {
+                        "model": key,
+                        "server": server,
+                        "encoding": encoding,
+                        "concurrency": concurrency,
+                        "requests": requests,
+                        "rps": load.rps,
+                        "p50_ms": load.p50_ms,
+                        "p99_ms": load.p99_ms,
+                        "server_cpu_ms": server_cpu_ms,
+                        "client_cpu_ms": load.client_cpu_s * 1000 / requests,
+                        "latencies_ms": [round(x * 1000, 3) for x in load.latencies],
+                    }
+                )
                 progress.update(1)
     finally:
         servers.stop(process)
@@ -121,11 +141,15 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--levels", help="concurrency levels, comma-separated (default 1,8,32; --quick 8,32)")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes (2)")
-    parser.add_argument("--rounds", type=int, help="rounds over every server, reported as medians (default 3; --quick 1)")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds over every server, reported as medians (default 3; --quick 1)"
+    )
     parser.add_argument("--json", type=Path, help="write the rows, skipped peers and the machine here")
     args = parser.parse_args()
     script = Path(sys.argv[0]).resolve()
-    command = " ".join(["python", str(script.relative_to(REPO) if script.is_relative_to(REPO) else sys.argv[0]), *sys.argv[1:]])
+    command = " ".join(
+        ["python", str(script.relative_to(REPO) if script.is_relative_to(REPO) else sys.argv[0]), *sys.argv[1:]]
+    )
     from tqdm import tqdm
 
     levels = [int(x) for x in args.levels.split(",")] if args.levels else LEVELS["quick" if args.quick else "full"]
@@ -152,20 +176,40 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     steps = rounds * sum(len(levels) * (2 if n == "medfn" else 1) for n in names) * len(keys)
     measured: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="medfn-serving-") as tmp, tqdm(total=steps, desc="serving", file=sys.stderr) as bar:
-        for round_ in range(rounds):  # whole rounds, so a noisy minute on the shared machine hits one round of every server
+    with (
+        tempfile.TemporaryDirectory(prefix="medfn-serving-") as tmp,
+        tqdm(total=steps, desc="serving", file=sys.stderr) as bar,
+    ):
+        for round_ in range(
+            rounds
+        ):  # whole rounds, so a noisy minute on the shared machine hits one round of every server
             for key in keys:
                 requests = REQUESTS[key][1 if args.quick else 0]
                 for name in names:
                     work = Path(tmp) / f"round{round_}"
                     work.mkdir(exist_ok=True)
-                    measured += measure(name, models[key], key, pythons.get(name), work, levels, requests, args.processes, bar)
+                    measured += measure(
+                        name, models[key], key, pythons.get(name), work, levels, requests, args.processes, bar
+                    )
     rows = median_rows(measured)
     report(rows, skipped, ceiling, session_cpu_ms)
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "skipped": skipped, "versions": versions, "onnxruntime": runtimes,
-                                         "command": command, "levels": levels,
-                                         "inference_ceiling_rps": ceiling, "session_cpu_ms": session_cpu_ms, "rounds": rounds, "machine": machine()}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "skipped": skipped,
+                    "versions": versions,
+                    "onnxruntime": runtimes,
+                    "command": command,
+                    "levels": levels,
+                    "inference_ceiling_rps": ceiling,
+                    "session_cpu_ms": session_cpu_ms,
+                    "rounds": rounds,
+                    "machine": machine(),
+                }
+            )
+        )
 
 
 def median_rows(measured: list[dict]) -> list[dict]:
@@ -186,15 +230,23 @@ def median_rows(measured: list[dict]) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], skipped: dict[str, str], ceiling: dict[str, float], session_cpu_ms: dict[str, float]) -> None:
+def report(
+    rows: list[dict], skipped: dict[str, str], ceiling: dict[str, float], session_cpu_ms: dict[str, float]
+) -> None:
     for key, rate in ceiling.items():
-        print(f"{key}: bare session.run ceiling {rate:.1f} runs/s (no HTTP, no load generator);"
-              f" {session_cpu_ms[key]:.2f} ms of CPU per run on medfn's session")
-    print(f"{'model':15} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
-          f" {'server CPU ms/req':>17} {'client CPU ms/req':>17}")
+        print(
+            f"{key}: bare session.run ceiling {rate:.1f} runs/s (no HTTP, no load generator);"
+            f" {session_cpu_ms[key]:.2f} ms of CPU per run on medfn's session"
+        )
+    print(
+        f"{'model':15} {'server':8} {'body':6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'server CPU ms/req':>17} {'client CPU ms/req':>17}"
+    )
     for r in rows:
-        print(f"{r['model']:15} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
-              f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f}")
+        print(
+            f"{r['model']:15} {r['server']:8} {r['encoding']:6} {r['concurrency']:>4} {r['rps']:>8.1f}"
+            f" {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['server_cpu_ms']:>17.2f} {r['client_cpu_ms']:>17.2f}"
+        )
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
 

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from medfn.function import load_models
 from medfn.http import create_app
 from medfn.lambda_handler import make_handler
 from medfn.serving import InferencePlane, server_runner
 from medfn.serving.store import LocalStore
-from medfn.function import load_models
 from tests.onnx_builders import affine_model, write_model_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,7 +99,9 @@ def medfn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
 def affine_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     """`affine` (versions 1 and 2: y = 2x+1 and y = 3x+1), `tampered` (bad sha256), `hollow` (no file)."""
     root = tmp_path_factory.mktemp("model_store")
-    write_model_folder(root, "affine", {1: affine_model(2.0), 2: affine_model(3.0)}, extra_toml='[version_policy]\npolicy = "all"\n')
+    write_model_folder(
+        root, "affine", {1: affine_model(2.0), 2: affine_model(3.0)}, extra_toml='[version_policy]\npolicy = "all"\n'
+    )
     write_model_folder(root, "tampered", {1: affine_model()}, sha_override={1: "0" * 64})
     hollow = write_model_folder(root, "hollow", {1: affine_model()})
     (hollow / "1" / "model.onnx").unlink()

@@ -74,7 +74,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     onnx_bytes = linear_softmax_model(WEIGHTS, BIAS)
     (root / "model_store" / "sepsis_screen" / "1").mkdir(parents=True)
     (root / "model_store" / "sepsis_screen" / "1" / "model.onnx").write_bytes(onnx_bytes)
-    (root / "model_store" / "sepsis_screen" / "model.toml").write_text(MODEL_TOML.format(sha=hashlib.sha256(onnx_bytes).hexdigest()))
+    (root / "model_store" / "sepsis_screen" / "model.toml").write_text(
+        MODEL_TOML.format(sha=hashlib.sha256(onnx_bytes).hexdigest())
+    )
     (root / "functions" / "sepsis_screen").mkdir(parents=True)
     (root / "functions" / "sepsis_screen" / "function.toml").write_text(FUNCTION_TOML)
     (root / "functions" / "sepsis_screen" / "handler.py").write_text(HANDLER)
@@ -108,7 +110,9 @@ def test_served_by_the_local_gateway(project: Path) -> None:
         assert answer["probability_positive"] == pytest.approx(expected_positive(record), abs=1e-6)
         assert answer["label"] == ("positive" if expected_positive(record) > 0.5 else "negative")
     batch = client.post("/v1/models/sepsis_screen/predict", json={"records": RECORDS}).json()["predictions"]
-    assert [p["probability_positive"] for p in batch] == pytest.approx([expected_positive(r) for r in RECORDS], abs=1e-6)
+    assert [p["probability_positive"] for p in batch] == pytest.approx(
+        [expected_positive(r) for r in RECORDS], abs=1e-6
+    )
     oip = client.post(
         "/v2/models/sepsis_screen/infer",
         json={"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": list(RECORDS[0].values())}]},
@@ -119,10 +123,16 @@ def test_served_by_the_local_gateway(project: Path) -> None:
 def test_answers_through_its_lambda_handler(project: Path) -> None:
     from tests.test_lambda_events import Context, decoded_body, http_event
 
-    spec = importlib.util.spec_from_file_location("sepsis_handler", project / "functions" / "sepsis_screen" / "handler.py")
+    spec = importlib.util.spec_from_file_location(
+        "sepsis_handler", project / "functions" / "sepsis_screen" / "handler.py"
+    )
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    event = http_event("apigw_http", "POST", "/v1/models/sepsis_screen/predict", json.dumps(RECORDS[0]).encode(), "application/json")
+    event = http_event(
+        "apigw_http", "POST", "/v1/models/sepsis_screen/predict", json.dumps(RECORDS[0]).encode(), "application/json"
+    )
     response = module.handler(event, Context())
     assert response["statusCode"] == 200
-    assert json.loads(decoded_body(response))["probability_positive"] == pytest.approx(expected_positive(RECORDS[0]), abs=1e-6)
+    assert json.loads(decoded_body(response))["probability_positive"] == pytest.approx(
+        expected_positive(RECORDS[0]), abs=1e-6
+    )

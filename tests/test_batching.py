@@ -13,12 +13,12 @@ import httpx
 import numpy as np
 import pytest
 
-from medfn.serving.batching import BatchingPolicy, DynamicBatcher
 from medfn.config import ModelConfig
+from medfn.function import load_models
 from medfn.http import create_app
 from medfn.serving import InferencePlane, server_runner
+from medfn.serving.batching import BatchingPolicy, DynamicBatcher
 from medfn.serving.store import LocalStore
-from medfn.function import load_models
 from tests.onnx_builders import affine_model, linear_softmax_model, write_model_folder
 
 BATCHING = "[dynamic_batching]\nmax_queue_delay_ms = 20\n"
@@ -259,7 +259,9 @@ def test_policy_from_model_toml() -> None:
     base = {"name": "m", "inputs": [], "outputs": [], "max_batch_size": 16}
     assert policy_of(ModelConfig.parse(base)) is None  # no table: no batching
     assert policy_of(ModelConfig.parse({**base, "max_batch_size": 0, "dynamic_batching": {}})) is None
-    policy = policy_of(ModelConfig.parse({**base, "dynamic_batching": {"max_queue_delay_ms": 5, "preferred_batch_sizes": [8, 4]}}))
+    policy = policy_of(
+        ModelConfig.parse({**base, "dynamic_batching": {"max_queue_delay_ms": 5, "preferred_batch_sizes": [8, 4]}})
+    )
     assert policy == BatchingPolicy(16, 5.0, (4, 8)) and policy.full == 8
     with pytest.raises(ValueError, match="preferred"):
         policy_of(ModelConfig.parse({**base, "dynamic_batching": {"preferred_batch_sizes": [32]}}))

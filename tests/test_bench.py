@@ -108,17 +108,37 @@ def test_a_serving_run_kept_from_another_machine_gets_its_own_targets_computed_f
     from benchmarks.report import elsewhere
 
     def row(server: str, encoding: str, concurrency: int, rps: float, p99_ms: float) -> dict:
-        return {"model": "resnet18", "server": server, "encoding": encoding, "concurrency": concurrency,
-                "requests": 300, "rps": rps, "p50_ms": p99_ms / 2, "p99_ms": p99_ms}
+        return {
+            "model": "resnet18",
+            "server": server,
+            "encoding": encoding,
+            "concurrency": concurrency,
+            "requests": 300,
+            "rps": rps,
+            "p50_ms": p99_ms / 2,
+            "p99_ms": p99_ms,
+        }
 
-    kept = {"machine": {"cpu": "Some Xeon", "cores": 16, "load_average": [1.0, 1.0, 1.0], "python": "3.12.3"},
-            "command": "python benchmarks/serving_compare.py --models resnet18", "rounds": 3,
-            "versions": {"bentoml": "1.4.39"}, "onnxruntime": {"medfn": "1.30.0", "bentoml": "1.30.0"},
-            "rows": [row("medfn", "json", 8, 150, 90), row("medfn", "binary", 8, 250, 60), row("medfn", "json", 32, 160, 300),
-                     row("bentoml", "json", 8, 30, 400), row("bentoml", "json", 32, 30, 1500)]}
+    kept = {
+        "machine": {"cpu": "Some Xeon", "cores": 16, "load_average": [1.0, 1.0, 1.0], "python": "3.12.3"},
+        "command": "python benchmarks/serving_compare.py --models resnet18",
+        "rounds": 3,
+        "versions": {"bentoml": "1.4.39"},
+        "onnxruntime": {"medfn": "1.30.0", "bentoml": "1.30.0"},
+        "rows": [
+            row("medfn", "json", 8, 150, 90),
+            row("medfn", "binary", 8, 250, 60),
+            row("medfn", "json", 32, 160, 300),
+            row("bentoml", "json", 8, 30, 400),
+            row("bentoml", "json", 32, 30, 1500),
+        ],
+    }
     text = "\n".join(elsewhere([("serving-xeon16.json", kept)]))
     assert "### Some Xeon, 16 cores (serving-xeon16.json)" in text
-    assert "onnxruntime: medfn 1.30.0, bentoml 1.30.0" in text and "`python benchmarks/serving_compare.py --models resnet18`" in text
+    assert (
+        "onnxruntime: medfn 1.30.0, bentoml 1.30.0" in text
+        and "`python benchmarks/serving_compare.py --models resnet18`" in text
+    )
     json_row = next(line for line in text.splitlines() if "medfn json / best peer" in line)
     binary_row = next(line for line in text.splitlines() if "medfn binary / best peer" in line)
     p99_row = next(line for line in text.splitlines() if line.startswith("| p99 at concurrency 32"))
@@ -136,11 +156,15 @@ def test_a_ratio_that_two_decimals_would_round_onto_its_goal_is_shown_with_three
     assert shown(0.45, 0.5) == "0.45" and shown(2.0, 2.0) == "2.00"
 
 
-def test_the_commit_recorded_ignores_the_report_an_earlier_run_left_but_not_other_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_commit_recorded_ignores_the_report_an_earlier_run_left_but_not_other_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from medfn.commands.bench import _commit
 
     def git(*args: str) -> None:
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
+        )
 
     (tmp_path / "benchmarks").mkdir()
     for name in ("benchmarks/RESULTS.md", "benchmarks/bench_latency.png", "benchmarks/report.py"):

@@ -15,7 +15,9 @@ from tests.conftest import REPO, free_port, wait_until_ready
 
 
 def medfn(*args: str, **kwargs) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    return subprocess.run([sys.executable, "-m", "medfn.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "medfn.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +72,23 @@ def test_serve_with_several_workers_answers_and_refuses_shared_quotas(tmp_path: 
     assert refused.returncode != 0 and "single worker" in refused.stderr
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "medfn.cli", "serve", "--port", str(port), "--only", "breast_mass", "--workers", "2",
-         "--usage-store", str(tmp_path / "usage.sqlite3")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "medfn.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--only",
+            "breast_mass",
+            "--workers",
+            "2",
+            "--usage-store",
+            str(tmp_path / "usage.sqlite3"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medfn.function import load_models
 from medfn.serving import sessions
 from medfn.serving.sessions import CPU, Device, make_session, run_bound, run_session, session_device
-from medfn.function import load_models
 from tests.onnx_builders import affine_model
 
 CUDA_FIRST = ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -94,7 +94,9 @@ def test_fp16_build_keeps_fp32_io_and_serves_as_a_new_version(tmp_path: Path) ->
     from model_store.build.convert_fp16 import max_difference, register_version, to_fp16
     from tests.onnx_builders import write_model_folder
 
-    folder = write_model_folder(tmp_path, "affine", {1: affine_model(2.0)}, extra_toml='[version_policy]\npolicy = "all"\n')
+    folder = write_model_folder(
+        tmp_path, "affine", {1: affine_model(2.0)}, extra_toml='[version_policy]\npolicy = "all"\n'
+    )
     target = folder / "2" / "model.onnx"
     to_fp16(folder / "1" / "model.onnx", target)
     difference = max_difference(folder / "1" / "model.onnx", target)

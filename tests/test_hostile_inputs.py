@@ -13,7 +13,14 @@ from tests.conftest import LiveServer
 from tests.hostile.make_corpus import COMMITTED, FOLDER, noise
 
 MODELS = ("scan_classifier", "scan_segmenter", "notes_classifier", "vitals_risk", "breast_mass")
-EVERY_TYPE = ("image/png", "image/jpeg", "application/dicom", "application/octet-stream", "text/plain", "application/json")
+EVERY_TYPE = (
+    "image/png",
+    "image/jpeg",
+    "application/dicom",
+    "application/octet-stream",
+    "text/plain",
+    "application/json",
+)
 # What a client would label each file as; a file of unknown kind goes out under every label.
 # JSON is not sent as text/plain: to the notes model that is a (strange but valid) note.
 CONTENT_TYPES = {
@@ -106,7 +113,10 @@ def test_infer_refuses_a_hostile_body_as_json_and_as_binary(client: httpx.Client
 @pytest.mark.parametrize("model", MODELS)
 def test_infer_refuses_20_mb_of_noise(client: httpx.Client, model: str) -> None:
     data = noise()
-    for headers in ({"content-type": "application/json"}, {"content-type": "application/octet-stream", "inference-header-content-length": "64"}):
+    for headers in (
+        {"content-type": "application/json"},
+        {"content-type": "application/octet-stream", "inference-header-content-length": "64"},
+    ):
         response = client.post(infer(model), content=data, headers=headers)
         assert response.status_code == 413
         assert_refused(response)

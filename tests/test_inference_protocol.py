@@ -53,7 +53,9 @@ def test_json_infer_echoes_id_and_reaches_the_version_asked(affine_client: TestC
 
 
 def test_infer_needs_no_content_type_and_takes_nested_data(affine_client: TestClient) -> None:
-    body = orjson.dumps({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [[0, 0, 0, 0], [1, 1, 1, 1]]}]})
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [[0, 0, 0, 0], [1, 1, 1, 1]]}]}
+    )
     response = affine_client.post("/v2/models/affine/infer", content=body, headers={"content-type": ""})
     assert response.status_code == 200
     assert response.json()["outputs"][0]["data"] == [1.0] * 4 + [4.0] * 4
@@ -63,7 +65,9 @@ def test_binary_tensor_extension_both_ways(affine_client: TestClient) -> None:
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     head = orjson.dumps(
         {
-            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}],
+            "inputs": [
+                {"name": "x", "shape": [2, 4], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+            ],
             "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
         }
     )
@@ -82,7 +86,9 @@ def test_binary_tensor_extension_both_ways(affine_client: TestClient) -> None:
 
 
 def test_binary_data_output_parameter_makes_every_output_binary(affine_client: TestClient) -> None:
-    response = affine_client.post("/v2/models/affine/infer", content=infer_body(parameters={"binary_data_output": True}))
+    response = affine_client.post(
+        "/v2/models/affine/infer", content=infer_body(parameters={"binary_data_output": True})
+    )
     split = int(response.headers["inference-header-content-length"])
     assert np.frombuffer(response.content[split:], dtype="<f4").tolist() == [4.0, 7.0, 10.0, 13.0]
 
@@ -93,27 +99,55 @@ def test_binary_data_output_parameter_makes_every_output_binary(affine_client: T
         (b"{not json", {}, "not valid JSON"),
         (orjson.dumps({"inputs": []}), {}, "non-empty list"),
         (infer_body([[1.0, 2.0, 3.0]]), {}, "shape [1, 3]"),
-        (orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}), {}, "must be FP32"),
-        (orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}]}), {}, "FP99"),
-        (orjson.dumps({"inputs": [{"name": "z", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}), {}, "no input named 'z'"),
+        (
+            orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}),
+            {},
+            "must be FP32",
+        ),
+        (
+            orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}]}),
+            {},
+            "FP99",
+        ),
+        (
+            orjson.dumps({"inputs": [{"name": "z", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}),
+            {},
+            "no input named 'z'",
+        ),
         (orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2]}]}), {}, "needs 4"),
-        (orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]}), {}, "not a list of FP32"),
-        (orjson.dumps({"inputs": [{"name": "x", "shape": [1, -4], "datatype": "FP32", "data": [1]}]}), {}, "non-negative"),
+        (
+            orjson.dumps(
+                {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ["a", "b", "c", "d"]}]}
+            ),
+            {},
+            "not a list of FP32",
+        ),
+        (
+            orjson.dumps({"inputs": [{"name": "x", "shape": [1, -4], "datatype": "FP32", "data": [1]}]}),
+            {},
+            "non-negative",
+        ),
         (infer_body(), {"Inference-Header-Content-Length": "99999"}, "larger than the body"),
         (infer_body(), {"Inference-Header-Content-Length": "abc"}, "whole number"),
         (infer_body(outputs=[{"name": "nope"}]), {}, "no outputs ['nope']"),
     ],
 )
-def test_bad_tensors_get_400_with_a_reason(affine_client: TestClient, body: bytes, headers: dict, fragment: str) -> None:
+def test_bad_tensors_get_400_with_a_reason(
+    affine_client: TestClient, body: bytes, headers: dict, fragment: str
+) -> None:
     response = affine_client.post("/v2/models/affine/infer", content=body, headers=headers)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["error"]
 
 
 def test_binary_size_that_lies_is_refused(affine_client: TestClient) -> None:
-    head = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]})
+    head = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 12}}]}
+    )
     response = affine_client.post(
-        "/v2/models/affine/infer", content=head + b"\0" * 12, headers={"Inference-Header-Content-Length": str(len(head))}
+        "/v2/models/affine/infer",
+        content=head + b"\0" * 12,
+        headers={"Inference-Header-Content-Length": str(len(head))},
     )
     assert response.status_code == 400 and "binary_data_size" in response.json()["error"]
 

@@ -43,7 +43,9 @@ def fake_project(root: Path) -> Path:
                 f'name = "{model}"\ntask = "tensor"\n[versions.1.sha256]\n"model.onnx" = "{"ab" * 32}"\n'
             )
         (root / "dist").mkdir(exist_ok=True)
-        with zipfile.ZipFile(root / "dist" / f"{function.name}-{config.get('architecture', 'arm64')}.zip", "w") as archive:
+        with zipfile.ZipFile(
+            root / "dist" / f"{function.name}-{config.get('architecture', 'arm64')}.zip", "w"
+        ) as archive:
             archive.writestr("handler.py", "handler = None\n")
     return root
 
@@ -107,7 +109,10 @@ def test_memory_timeout_architecture_and_model_come_from_toml(template: Template
 
 
 def test_each_function_has_a_live_alias_on_a_published_version(template: Template, project_root: Path) -> None:
-    assert len(template.find_resources("AWS::Lambda::Alias", {"Properties": {"Name": "live"}})) == len(function_configs(project_root)) + 1
+    assert (
+        len(template.find_resources("AWS::Lambda::Alias", {"Properties": {"Name": "live"}}))
+        == len(function_configs(project_root)) + 1
+    )
     assert len(template.find_resources("AWS::Lambda::Version")) == len(function_configs(project_root)) + 1
 
 
@@ -156,7 +161,11 @@ def test_model_store_is_deployed_to_the_models_prefix(template: Template) -> Non
 def test_rest_api_routes_keys_binary_types_and_logging(template: Template, project_root: Path) -> None:
     template.has_resource_properties(
         "AWS::ApiGateway::RestApi",
-        {"BinaryMediaTypes": Match.array_with(["image/png", "image/jpeg", "application/dicom", "multipart/form-data", "application/octet-stream"])},
+        {
+            "BinaryMediaTypes": Match.array_with(
+                ["image/png", "image/jpeg", "application/dicom", "multipart/form-data", "application/octet-stream"]
+            )
+        },
     )
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",

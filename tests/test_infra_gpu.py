@@ -34,14 +34,21 @@ def gpu_project(root: Path) -> Path:
         shutil.copy(REPO / name, root / name)
     for model in ("scan_segmenter", LAMBDA):
         shutil.copytree(REPO / "model_store" / model, root / "model_store" / model)
-    shutil.copytree(REPO / "functions" / LAMBDA, root / "functions" / LAMBDA, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "functions" / LAMBDA, root / "functions" / LAMBDA, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "dist").mkdir()
     with zipfile.ZipFile(root / "dist" / f"{LAMBDA}-arm64.zip", "w") as archive:
         archive.writestr("handler.py", "handler = None\n")
     gpu = root / "functions" / GPU
     shutil.copytree(REPO / "functions" / "scan_segmenter", gpu, ignore=shutil.ignore_patterns("__pycache__"))
     toml = (gpu / "function.toml").read_text()
-    for key, value in (("name", f'"{GPU}"'), ("runtime", '"container"'), ("accelerator", '"gpu"'), ("uploads", "false")):
+    for key, value in (
+        ("name", f'"{GPU}"'),
+        ("runtime", '"container"'),
+        ("accelerator", '"gpu"'),
+        ("uploads", "false"),
+    ):
         toml, count = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", toml)
         assert count == 1, key
     (gpu / "function.toml").write_text(toml)
@@ -75,7 +82,10 @@ def test_gpu_hosts_are_g6_instances_of_the_ecs_gpu_ami(template: Template) -> No
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     assert all(d["Ebs"]["Encrypted"] for d in data["BlockDeviceMappings"])
     template.has_resource_properties("AWS::AutoScaling::AutoScalingGroup", {"MinSize": "0", "MaxSize": "2"})
-    template.has_resource_properties("AWS::ECS::CapacityProvider", {"AutoScalingGroupProvider": Match.object_like({"ManagedScaling": Match.object_like({"Status": "ENABLED"})})})
+    template.has_resource_properties(
+        "AWS::ECS::CapacityProvider",
+        {"AutoScalingGroupProvider": Match.object_like({"ManagedScaling": Match.object_like({"Status": "ENABLED"})})},
+    )
 
 
 def test_task_takes_one_gpu_reads_its_model_from_the_bucket_and_logs_with_kms(template: Template) -> None:
@@ -90,21 +100,31 @@ def test_task_takes_one_gpu_reads_its_model_from_the_bucket_and_logs_with_kms(te
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"
     assert task["Properties"]["NetworkMode"] == "awsvpc"
     # the task role reads scan_segmenter's prefix and nothing else of the bucket
-    policies = json.dumps([p for p in template.find_resources("AWS::IAM::Policy").values() if "ScanSegmenterGpuTaskRole" in json.dumps(p["Properties"]["Roles"])])
+    policies = json.dumps(
+        [
+            p
+            for p in template.find_resources("AWS::IAM::Policy").values()
+            if "ScanSegmenterGpuTaskRole" in json.dumps(p["Properties"]["Roles"])
+        ]
+    )
     assert "/models/scan_segmenter/*" in policies and policies.count("/models/") == 1
     template.has_resource_properties("AWS::ECS::Service", {"DesiredCount": 1, "LaunchType": Match.absent(),
                                                            "HealthCheckGracePeriodSeconds": 300})  # fmt: skip
 
 
 def test_internal_nlb_checks_readiness_and_the_vpc_has_flow_logs(template: Template) -> None:
-    template.has_resource_properties("AWS::ElasticLoadBalancingV2::LoadBalancer", {"Type": "network", "Scheme": "internal"})
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::LoadBalancer", {"Type": "network", "Scheme": "internal"}
+    )
     template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
         {"TargetType": "ip", "Port": 8080, "HealthCheckProtocol": "HTTP", "HealthCheckPath": "/v2/health/ready"},
     )
     template.resource_count_is("AWS::EC2::VPC", 1)
     template.resource_count_is("AWS::EC2::NatGateway", 1)
-    template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
+    template.has_resource_properties(
+        "AWS::EC2::FlowLog", {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"}
+    )
     template.has_resource_properties("AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway"})
 
 
@@ -122,14 +142,20 @@ def test_gpu_routes_go_over_the_vpc_link_and_want_an_api_key(template: Template)
     assert ":8001/v1/models/scan_segmenter/predict" in uris
     assert ":8001/v2/models/scan_segmenter/versions/{version}/infer" in uris
     versioned = [m for m in over_link if "{version}" in json.dumps(m["Integration"]["Uri"])]
-    assert all(m["Integration"]["RequestParameters"] == {"integration.request.path.version": "method.request.path.version"} for m in versioned)
+    assert all(
+        m["Integration"]["RequestParameters"] == {"integration.request.path.version": "method.request.path.version"}
+        for m in versioned
+    )
     # usage plans cover the stage every route is on, so GPU calls count against each tier
     for plan in template.find_resources("AWS::ApiGateway::UsagePlan").values():
         assert plan["Properties"]["ApiStages"][0]["Stage"]
 
 
 def test_lambda_functions_stay_on_lambda_beside_it(template: Template) -> None:
-    ours = template.find_resources("AWS::Lambda::Function", {"Properties": {"Environment": {"Variables": {"MEDFN_MODEL_SHA256": Match.any_value()}}}})
+    ours = template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Environment": {"Variables": {"MEDFN_MODEL_SHA256": Match.any_value()}}}},
+    )
     assert len(ours) == 1
     assert "BreastMass" in next(iter(ours))
 
@@ -144,7 +170,11 @@ def test_image_asset_is_synthesized_without_docker(synthesized: tuple[Template, 
     assert source["platform"] == "linux/amd64"
     context = outdir / source["directory"]
     staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
-    assert {"containers/gpu.Dockerfile", f"functions/{GPU}/function.toml", "model_store/scan_segmenter/model.toml"} <= staged
+    assert {
+        "containers/gpu.Dockerfile",
+        f"functions/{GPU}/function.toml",
+        "model_store/scan_segmenter/model.toml",
+    } <= staged
     assert not any(p.startswith((f"functions/{LAMBDA}", f"model_store/{LAMBDA}", "dist")) for p in staged)
 
 
@@ -173,4 +203,6 @@ def test_a_gpu_function_cannot_take_uploads(project_root: Path, tmp_path: Path) 
     toml = tmp_path / "functions" / GPU / "function.toml"
     toml.write_text(toml.read_text().replace("uploads = false", "uploads = true"))
     with pytest.raises(ValueError, match="uploads = true needs a Lambda function"):
-        load_project(tmp_path / "functions", project_root / "model_store", project_root / "dist", staging=tmp_path / "platform")
+        load_project(
+            tmp_path / "functions", project_root / "model_store", project_root / "dist", staging=tmp_path / "platform"
+        )

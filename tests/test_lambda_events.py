@@ -67,7 +67,9 @@ def test_health_through_every_event_kind(classifier_handler, kind: str) -> None:
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_binary_scan_in_json_answer_out(classifier_handler, kind: str) -> None:  # type: ignore[no-untyped-def]
     images, labels = chest_phantoms.generate(2, seed=7, size=128)
-    event = http_event(kind, "POST", "/v1/models/scan_classifier/predict", chest_phantoms.to_dicom(images[1]), "application/dicom")
+    event = http_event(
+        kind, "POST", "/v1/models/scan_classifier/predict", chest_phantoms.to_dicom(images[1]), "application/dicom"
+    )
     response = classifier_handler(event, Context())
     assert response["statusCode"] == 200, response
     body = orjson.loads(decoded_body(response))
@@ -79,11 +81,20 @@ def test_binary_tensor_answer_is_base64_encoded(classifier_handler) -> None:  # 
     x = np.zeros((1, 1, 128, 128), dtype=np.float32)
     head = orjson.dumps(
         {
-            "inputs": [{"name": "image", "shape": [1, 1, 128, 128], "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}],
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 1, 128, 128],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
             "parameters": {"binary_data_output": True},
         }
     )
-    event = http_event("apigw_rest", "POST", "/v2/models/scan_classifier/infer", head + x.tobytes(), "application/octet-stream")
+    event = http_event(
+        "apigw_rest", "POST", "/v2/models/scan_classifier/infer", head + x.tobytes(), "application/octet-stream"
+    )
     event["headers"]["Inference-Header-Content-Length"] = str(len(head))
     event["multiValueHeaders"]["Inference-Header-Content-Length"] = [str(len(head))]
     response = classifier_handler(event, Context())
@@ -104,7 +115,14 @@ def test_http_api_named_stage_is_stripped(classifier_handler) -> None:  # type: 
 
 def test_rest_event_without_optional_fields(classifier_handler) -> None:  # type: ignore[no-untyped-def]
     event = load_event("apigw_rest")
-    for optional in ("multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters", "pathParameters", "stageVariables", "body"):
+    for optional in (
+        "multiValueHeaders",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "pathParameters",
+        "stageVariables",
+        "body",
+    ):
         event.pop(optional, None)
     event["path"] = "/v2/health/live"
     assert classifier_handler(event, Context())["statusCode"] == 200
@@ -117,6 +135,8 @@ def test_errors_come_back_as_json_answers(classifier_handler) -> None:  # type: 
     assert "error" in orjson.loads(decoded_body(response))
 
 
-@pytest.mark.parametrize("event", [{}, {"source": "aws.events", "detail-type": "Scheduled Event"}, {"Records": [{"eventSource": "aws:sns"}]}])
+@pytest.mark.parametrize(
+    "event", [{}, {"source": "aws.events", "detail-type": "Scheduled Event"}, {"Records": [{"eventSource": "aws:sns"}]}]
+)
 def test_unknown_events_are_ignored_not_fatal(classifier_handler, event: dict) -> None:  # type: ignore[no-untyped-def]
     assert classifier_handler(event, Context()) == {"ignored": True}

@@ -50,7 +50,9 @@ def valid_calls() -> list[Call]:
             Call("notes_classifier", notes[i].encode(), "text/plain"),
             Call(
                 "vitals_risk",
-                json.dumps({"observations": [dict(zip(vitals_series.FEATURES, map(float, row))) for row in series[i]]}).encode(),
+                json.dumps(
+                    {"observations": [dict(zip(vitals_series.FEATURES, map(float, row))) for row in series[i]]}
+                ).encode(),
                 "application/json",
             ),
             Call("breast_mass", json.dumps(dict(zip(features, map(float, records[i])))).encode(), "application/json"),
@@ -78,7 +80,7 @@ async def drive(url: str, calls: list[Call]) -> tuple[dict[str, list[float]], li
                         f"/v1/models/{call.model}/predict", data=call.body, headers={"content-type": call.media_type}
                     ) as response:
                         answer = await response.read()
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     failures.append(f"{call.model}: {type(exc).__name__}")
                     continue
                 latencies[call.model].append((time.perf_counter() - started) * 1000.0)
@@ -95,7 +97,9 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(p50), 2), "p99_ms": round(float(p99), 2), "max_ms": round(max(values), 2)}
 
 
-def test_ten_thousand_mixed_requests_without_an_error(medfn_server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ten_thousand_mixed_requests_without_an_error(
+    medfn_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     latencies, failures, seconds = asyncio.run(drive(medfn_server.url, valid_calls()))
     assert not failures, f"{len(failures)} failures, e.g. {failures[:5]}"
     every = [ms for values in latencies.values() for ms in values]

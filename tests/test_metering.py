@@ -16,12 +16,11 @@ from mangum import Mangum
 from medfn.cli import main
 from medfn.http import create_app
 from medfn.metering.emf import EmfMeter
-from medfn.metering.keys import KeyGate, load_keys
+from medfn.metering.keys import KeyGate, load_keys, period_start
 from medfn.metering.middleware import Metering
+from medfn.metering.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, lambda_cost
 from medfn.metering.record import UsageRecord
 from medfn.metering.sqlite_store import SqliteMeter, read_usage
-from medfn.metering.keys import period_start
-from medfn.metering.pricing import LAMBDA_ARM64_PER_GB_SECOND, LAMBDA_PER_REQUEST, lambda_cost
 from medfn.metering.tiers import Tier
 from tests.conftest import REPO, load_event
 
@@ -50,7 +49,9 @@ def test_missing_or_unknown_key_is_403_like_api_gateway(affine_plane, tmp_path: 
 def test_rate_and_quota_are_429(affine_plane, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     one_call = Tier("tiny", rate_limit=100, burst_limit=100, quota=1)
     client, _ = local_client(affine_plane, tmp_path, TRIAL, one_call)
-    statuses = [client.post("/v2/models/affine/infer", json=INFER, headers={"x-api-key": KEY_A}).status_code for _ in range(3)]
+    statuses = [
+        client.post("/v2/models/affine/infer", json=INFER, headers={"x-api-key": KEY_A}).status_code for _ in range(3)
+    ]
     assert statuses == [200, 200, 429]  # burst of 2, then the bucket is empty
     assert client.post("/v2/models/affine/infer", json=INFER, headers={"x-api-key": KEY_B}).status_code == 200
     over = client.post("/v2/models/affine/infer", json=INFER, headers={"x-api-key": KEY_B})
@@ -103,7 +104,10 @@ def test_quota_survives_a_restart(tmp_path: Path) -> None:
 def test_a_flush_of_thousands_of_calls_stores_each_once(tmp_path: Path) -> None:
     # more rows than one INSERT statement takes, and a last, shorter statement
     meter = SqliteMeter(tmp_path / "usage.sqlite3", flush_s=3600)
-    made = [UsageRecord(1_700_000_000.0 + i, f"key-{i % 3}", "m", "1", 200, i / 10, 1, 512, f"req-{i}") for i in range(2_345)]
+    made = [
+        UsageRecord(1_700_000_000.0 + i, f"key-{i % 3}", "m", "1", 200, i / 10, 1, 512, f"req-{i}")
+        for i in range(2_345)
+    ]
     for record in made:
         meter.record(record)
     meter.close()
@@ -153,9 +157,13 @@ def test_lambda_cost_rounds_up_to_the_millisecond() -> None:
 
 def test_keys_file_with_the_repo_tiers(tmp_path: Path) -> None:
     keys = tmp_path / "keys.toml"
-    keys.write_text(f'tiers_file = "{REPO / "infra" / "tiers.toml"}"\n[keys.clinic-a]\nvalue = "{KEY_A}"\ntier = "standard"\n')
+    keys.write_text(
+        f'tiers_file = "{REPO / "infra" / "tiers.toml"}"\n[keys.clinic-a]\nvalue = "{KEY_A}"\ntier = "standard"\n'
+    )
     [key] = load_keys(keys)
     assert (key.id, key.tier.name, key.tier.period) == ("clinic-a", "standard", "MONTH")
-    keys.write_text(f'[tiers.x]\nrate_limit = 1\nburst_limit = 1\nquota = 5\n[keys.k]\nvalue = "{KEY_A}"\ntier = "gold"\n')
+    keys.write_text(
+        f'[tiers.x]\nrate_limit = 1\nburst_limit = 1\nquota = 5\n[keys.k]\nvalue = "{KEY_A}"\ntier = "gold"\n'
+    )
     with pytest.raises(ValueError, match="tier 'gold' is not one of"):
         load_keys(keys)

@@ -9,9 +9,9 @@ import boto3
 import pytest
 
 from medfn.config import VersionPolicy
+from medfn.function import load_models
 from medfn.serving.plane import InferencePlane
 from medfn.serving.store import LocalStore, S3Store, open_store
-from medfn.function import load_models
 from tests.onnx_builders import affine_model, write_model_folder
 
 

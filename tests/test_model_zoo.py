@@ -94,7 +94,9 @@ def test_notes_macro_f1_on_fresh_notes(zoo: TestClient) -> None:
 
     notes, labels = notes_corpus.generate(300, seed=777001)
     predicted = [
-        notes_corpus.CATEGORIES.index(predict(zoo, "notes_classifier", content=n.encode(), headers={"content-type": "text/plain"})["top_label"])
+        notes_corpus.CATEGORIES.index(
+            predict(zoo, "notes_classifier", content=n.encode(), headers={"content-type": "text/plain"})["top_label"]
+        )
         for n in notes
     ]
     macro_f1 = float(f1_score(labels, predicted, average="macro"))
@@ -106,9 +108,13 @@ def test_notes_json_form_and_refusals(zoo: TestClient) -> None:
     answer = predict(zoo, "notes_classifier", json={"text": "Wheeze and productive cough, SpO2 91% on air."})
     assert answer["top_label"] in {"respiratory"} and answer["tokens"] > 0
     assert "empty" in refusal(zoo, "notes_classifier", content=b"   ", headers={"content-type": "text/plain"})
-    assert "UTF-8" in refusal(zoo, "notes_classifier", content=b"chest \xff pain", headers={"content-type": "text/plain"})
+    assert "UTF-8" in refusal(
+        zoo, "notes_classifier", content=b"chest \xff pain", headers={"content-type": "text/plain"}
+    )
     too_long = ("word " * 5000).encode()
-    assert "over the limit of 20000" in refusal(zoo, "notes_classifier", content=too_long, headers={"content-type": "text/plain"})
+    assert "over the limit of 20000" in refusal(
+        zoo, "notes_classifier", content=too_long, headers={"content-type": "text/plain"}
+    )
     assert refusal(zoo, "notes_classifier", 415, content=b"\x89PNG", headers={"content-type": "image/png"})
 
 
@@ -136,8 +142,22 @@ def test_vitals_auroc_on_fresh_trajectories(zoo: TestClient) -> None:
 def test_vitals_news2_beside_the_model(zoo: TestClient) -> None:
     from medfn.tasks import news2
 
-    calm = {"heart_rate": 72, "respiratory_rate": 14, "spo2": 98, "systolic_bp": 124, "temperature": 36.8, "consciousness": "A"}
-    sick = {"heart_rate": 135, "respiratory_rate": 27, "spo2": 90, "systolic_bp": 88, "temperature": 39.4, "consciousness": "V"}
+    calm = {
+        "heart_rate": 72,
+        "respiratory_rate": 14,
+        "spo2": 98,
+        "systolic_bp": 124,
+        "temperature": 36.8,
+        "consciousness": "A",
+    }
+    sick = {
+        "heart_rate": 135,
+        "respiratory_rate": 27,
+        "spo2": 90,
+        "systolic_bp": 88,
+        "temperature": 39.4,
+        "consciousness": "V",
+    }
     answer = predict(zoo, "vitals_risk", json={"observations": [calm] * 5 + [sick]})
     expected = news2.assess(news2.Observation(27, 90, 88, 135, 39.4, "V"))
     assert (answer["news2"]["score"], answer["news2"]["band"]) == expected == (17, "high")
@@ -156,13 +176,27 @@ def test_vitals_news2_beside_the_model(zoo: TestClient) -> None:
     ],
 )
 def test_vitals_impossible_values_are_422(zoo: TestClient, change, fragment: str) -> None:  # type: ignore[no-untyped-def]
-    observation = {"heart_rate": 80, "respiratory_rate": 16, "spo2": 97, "systolic_bp": 120, "temperature": 37.0, "consciousness": "A"}
+    observation = {
+        "heart_rate": 80,
+        "respiratory_rate": 16,
+        "spo2": 97,
+        "systolic_bp": 120,
+        "temperature": 37.0,
+        "consciousness": "A",
+    }
     change(observation)
     assert fragment in refusal(zoo, "vitals_risk", json={"observations": [dict(observation)] * 3})
 
 
 def test_vitals_length_limits(zoo: TestClient) -> None:
-    one = {"heart_rate": 80, "respiratory_rate": 16, "spo2": 97, "systolic_bp": 120, "temperature": 37.0, "consciousness": 0}
+    one = {
+        "heart_rate": 80,
+        "respiratory_rate": 16,
+        "spo2": 97,
+        "systolic_bp": 120,
+        "temperature": 37.0,
+        "consciousness": 0,
+    }
     assert "between 1 and 48" in refusal(zoo, "vitals_risk", json={"observations": [one] * 49})
     assert "between 1 and 48" in refusal(zoo, "vitals_risk", json={"observations": []})
     assert predict(zoo, "vitals_risk", json={"observations": [one] * 48})["risk"] >= 0.0
@@ -176,8 +210,9 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def decode_mask(answer: dict) -> np.ndarray:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask_png_base64"])))) > 0
 
@@ -188,7 +223,9 @@ def test_segmenter_dice_on_fresh_ct_phantoms(zoo: TestClient) -> None:
     hu, masks = ct_phantoms.generate(60, seed=990077)
     scores = []
     for slice_hu, truth in zip(hu, masks):
-        answer = predict(zoo, "scan_segmenter", content=ct_phantoms.to_dicom(slice_hu), headers={"content-type": "application/dicom"})
+        answer = predict(
+            zoo, "scan_segmenter", content=ct_phantoms.to_dicom(slice_hu), headers={"content-type": "application/dicom"}
+        )
         predicted = decode_mask(answer)
         assert answer["area_px"] == int(predicted.sum())
         if truth.any():
@@ -216,16 +253,25 @@ def test_segmenter_answer_parts_agree(zoo: TestClient) -> None:
     assert (box["x_min"], box["y_min"], box["x_max"], box["y_max"]) == (xs.min(), ys.min(), xs.max(), ys.max())
     assert answer["area_mm2"] == pytest.approx(answer["area_px"] * 0.4, rel=1e-6)
     png = zoo.post(
-        "/v1/models/scan_segmenter/predict", content=dicom, headers={"content-type": "application/dicom", "accept": "image/png"}
+        "/v1/models/scan_segmenter/predict",
+        content=dicom,
+        headers={"content-type": "application/dicom", "accept": "image/png"},
     )
     assert png.headers["content-type"] == "image/png"
     np.testing.assert_array_equal(decode_mask({"mask_png_base64": base64.b64encode(png.content)}), mask)
-    plain = predict(zoo, "scan_segmenter", content=ct_phantoms.to_png(ct_phantoms.window(hu[index])), headers={"content-type": "image/png"})
+    plain = predict(
+        zoo,
+        "scan_segmenter",
+        content=ct_phantoms.to_png(ct_phantoms.window(hu[index])),
+        headers={"content-type": "image/png"},
+    )
     assert plain["area_mm2"] is None and dice(decode_mask(plain), mask) > 0.8  # PNG: no spacing, same lesion
 
 
 def test_segmenter_refuses_what_it_cannot_read(zoo: TestClient) -> None:
-    assert "not a DICOM file" in refusal(zoo, "scan_segmenter", content=b"x" * 300, headers={"content-type": "application/dicom"})
+    assert "not a DICOM file" in refusal(
+        zoo, "scan_segmenter", content=b"x" * 300, headers={"content-type": "application/dicom"}
+    )
     assert "text/plain" in refusal(zoo, "scan_segmenter", 415, content=b"hi", headers={"content-type": "text/plain"})
 
 
@@ -237,11 +283,30 @@ def test_each_function_answers_through_its_lambda_handler() -> None:
     bodies = {
         "breast_mass": (json.dumps({"records": []}).encode(), "application/json", 422),
         "notes_classifier": (b"Severe headache and facial droop since this morning.", "text/plain", 200),
-        "vitals_risk": (json.dumps({"observations": [{"heart_rate": 80, "respiratory_rate": 16, "spo2": 97, "systolic_bp": 120, "temperature": 37.0, "consciousness": "A"}]}).encode(), "application/json", 200),
+        "vitals_risk": (
+            json.dumps(
+                {
+                    "observations": [
+                        {
+                            "heart_rate": 80,
+                            "respiratory_rate": 16,
+                            "spo2": 97,
+                            "systolic_bp": 120,
+                            "temperature": 37.0,
+                            "consciousness": "A",
+                        }
+                    ]
+                }
+            ).encode(),
+            "application/json",
+            200,
+        ),
     }
     for name, (body, content_type, status) in bodies.items():
         spec = importlib.util.spec_from_file_location(f"handler_{name}", Path(REPO, "functions", name, "handler.py"))
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
-        response = module.handler(http_event("apigw_rest", "POST", f"/v1/models/{name}/predict", body, content_type), Context())
+        response = module.handler(
+            http_event("apigw_rest", "POST", f"/v1/models/{name}/predict", body, content_type), Context()
+        )
         assert response["statusCode"] == status, (name, decoded_body(response))

@@ -87,7 +87,6 @@ def test_bound_methods_of_different_objects_are_costed_apart() -> None:
     assert names[3].startswith("medfn-model")
 
 
-
 def test_a_call_that_waits_on_a_device_always_runs_on_the_pool() -> None:
     runner = CostAwareRunner(workers=2, inline_below_s=0.001)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medfn.serving import sessions
 from medfn.errors import BadRequest
+from medfn.function import load_models
+from medfn.serving import sessions
 from medfn.serving.plane import InferencePlane
 from medfn.serving.sessions import OverlapSessions, make_session, overlap_sessions
 from medfn.serving.store import LocalStore
-from medfn.function import load_models
 from tests.onnx_builders import affine_model
 
 

@@ -24,7 +24,9 @@ from medfn.packaging import UNZIPPED_LIMIT, build_package, find_python312
 from tests.conftest import REPO, load_event
 
 PYTHON312 = find_python312()
-pytestmark = pytest.mark.skipif(PYTHON312 is None, reason="no python3.12 interpreter (Lambda's runtime) on this machine")
+pytestmark = pytest.mark.skipif(
+    PYTHON312 is None, reason="no python3.12 interpreter (Lambda's runtime) on this machine"
+)
 
 # Runs inside the unpacked zip with `-I -S`: no site-packages, no user site, no PYTHONPATH;
 # argv[2] stands in for the runtime's own boto3 (/var/runtime in Lambda).
@@ -44,7 +46,9 @@ def function_folder(root: Path, uploads: bool) -> FunctionConfig:
     folder = root / "functions" / "affine_fn"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "function.toml").write_text(f'model = "affine"\n[triggers]\nuploads = {str(uploads).lower()}\n')
-    (folder / "handler.py").write_text("from medfn.lambda_handler import make_handler\n\nhandler = make_handler(__file__)\n")
+    (folder / "handler.py").write_text(
+        "from medfn.lambda_handler import make_handler\n\nhandler = make_handler(__file__)\n"
+    )
     return FunctionConfig.load(folder)
 
 
@@ -81,7 +85,9 @@ def assert_lambda_ready_bytecode(unpacked: Path) -> None:
         assert header[:4].hex() == magic and int.from_bytes(header[4:8], "little") == 0b01, pyc
 
 
-def test_x86_64_zip_answers_api_gateway_and_s3_events_under_bare_python312(x86_zip: Path, aws_env: str, tmp_path: Path) -> None:
+def test_x86_64_zip_answers_api_gateway_and_s3_events_under_bare_python312(
+    x86_zip: Path, aws_env: str, tmp_path: Path
+) -> None:
     import boto3
 
     from model_store.build import chest_phantoms

@@ -41,7 +41,14 @@ def with_demographics(dicom: bytes, index: int) -> tuple[bytes, tuple[str, ...]]
     ds.PatientAddress = f"{index} Marrowbone Lane, Dunquill"
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue(), ("Quillfeather", f"Ottoline{index:02d}", ds.PatientID, "19030405", "Marrowbone", "Dunquill")
+    return buffer.getvalue(), (
+        "Quillfeather",
+        f"Ottoline{index:02d}",
+        ds.PatientID,
+        "19030405",
+        "Marrowbone",
+        "Dunquill",
+    )
 
 
 @cache

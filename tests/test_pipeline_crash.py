@@ -26,7 +26,14 @@ from tests.conftest import REPO
 from tests.test_pipeline_corpus import Scan, corpus
 from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)
 from tests.test_pipeline_s3 import (  # noqa: F401  (pipeline_env is a fixture)
-    MAX_ATTEMPTS, body_key, keys_under, make_bucket, pipeline_env, sqs_event, status_items, upload,
+    MAX_ATTEMPTS,
+    body_key,
+    keys_under,
+    make_bucket,
+    pipeline_env,
+    sqs_event,
+    status_items,
+    upload,
 )
 
 # -- the worker killed mid-backlog ----------------------------------------------------------
@@ -39,8 +46,19 @@ def backlog() -> list[Scan]:
 
 
 def start_watch(root: Path, *options: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "medfn.cli", "watch", str(root), "--function", "scan_classifier",
-               "--functions", str(REPO / "functions"), "--no-progress", *options]
+    command = [
+        sys.executable,
+        "-m",
+        "medfn.cli",
+        "watch",
+        str(root),
+        "--function",
+        "scan_classifier",
+        "--functions",
+        str(REPO / "functions"),
+        "--no-progress",
+        *options,
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -172,8 +190,9 @@ def deliver_in_rounds(handler: Any, clients: dict[str, Any], queue: dict[str, st
     for round_ in range(MAX_ATTEMPTS + 2):
         hidden: list[dict[str, Any]] = []
         for batch in range(100):
-            messages = sqs.receive_message(QueueUrl=queue["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=600,
-                                           AttributeNames=["All"]).get("Messages", [])
+            messages = sqs.receive_message(
+                QueueUrl=queue["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=600, AttributeNames=["All"]
+            ).get("Messages", [])
             if not messages:
                 break
             weather(round_, batch)
@@ -181,13 +200,19 @@ def deliver_in_rounds(handler: Any, clients: dict[str, Any], queue: dict[str, st
             failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
             hidden += [m for m in messages if m["MessageId"] in failed]
             failures.update(body_key(m["Body"]) for m in messages if m["MessageId"] in failed)
-            done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
+            done = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages)
+                if m["MessageId"] not in failed
+            ]
             if done:
                 sqs.delete_message_batch(QueueUrl=queue["queue_url"], Entries=done)
         if batch == 0 and not hidden:
             return failures
         for m in hidden:
-            sqs.change_message_visibility(QueueUrl=queue["queue_url"], ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+            sqs.change_message_visibility(
+                QueueUrl=queue["queue_url"], ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+            )
     raise AssertionError("the queue never emptied")
 
 
@@ -203,7 +228,9 @@ def redrive(clients: dict[str, Any], queue: dict[str, str]) -> list[str]:
 
 
 def test_s3_outage_during_an_sqs_backlog(
-    classifier_handler: Any, pipeline_env: dict[str, Any], flaky_s3: FlakyS3,  # noqa: F811
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    flaky_s3: FlakyS3,  # noqa: F811
 ) -> None:
     clients, scans = pipeline_env, corpus()
     good, poison = [s for s in scans if not s.poison], [s for s in scans if s.poison]
@@ -247,7 +274,8 @@ def test_s3_outage_during_an_sqs_backlog(
     assert not deliver_in_rounds(classifier_handler, clients, queue, lambda round_, batch: None)
     items = {item["key"]: item for item in status_items(clients, bucket)}
     assert {k: (i["outcome"], i.get("retryable", False)) for k, i in items.items()} == {
-        s.key: ("error" if s.poison else "result", False) for s in scans}
+        s.key: ("error" if s.poison else "result", False) for s in scans
+    }
     assert keys_under(clients, bucket, "results/") == {f"results/{s.key}.json" for s in good}
     assert keys_under(clients, bucket, "quarantine/") == {f"quarantine/{s.key}" for s in poison}
     assert "Messages" not in clients["sqs"].receive_message(QueueUrl=queue["dlq_url"])

@@ -7,26 +7,31 @@ from typing import Any
 
 import pytest
 
-from medfn.errors import UnprocessableInput, UnsupportedMediaType
-from medfn.sources import HttpEvents
+from medfn.errors import ObjectMissing, StorageUnavailable, UnprocessableInput, UnsupportedMediaType
 from medfn.pipeline.analysis import analyse
-from medfn.pipeline.settings import PipelineSettings
-from medfn.pipeline.types import ObjectRef, StatusRecord
-from medfn.errors import ObjectMissing, StorageUnavailable
 from medfn.pipeline.failures import error_code, is_poison, safe_reason
+from medfn.pipeline.settings import PipelineSettings
+from medfn.pipeline.sqlite_status import SqliteStatusTable
+from medfn.pipeline.types import ObjectRef, StatusRecord
+from medfn.sources import UPLOAD_SOURCES, HttpEvents, S3EventBridgeEvents, S3Notifications, SqsUploads
 from medfn.sources.eventbridge import from_s3_eventbridge
 from medfn.sources.s3 import from_s3_notification
 from medfn.sources.sqs import from_message_body
-from medfn.sources import UPLOAD_SOURCES, S3EventBridgeEvents, S3Notifications, SqsUploads
-from medfn.pipeline.sqlite_status import SqliteStatusTable
 from tests.conftest import load_event
 from tests.test_pipeline_corpus import corpus
 
 SOURCE_OF = {
-    "s3_object_created": S3Notifications, "s3_object_created_minimal": S3Notifications,
-    "s3_object_removed": S3Notifications, "sqs_s3_object_created": SqsUploads, "sqs_s3_test_event": SqsUploads,
-    "eventbridge_s3_object_created": S3EventBridgeEvents, "eventbridge_s3_object_deleted": S3EventBridgeEvents,
-    "apigw_http": HttpEvents, "apigw_rest": HttpEvents, "alb": HttpEvents, "function_url": HttpEvents,
+    "s3_object_created": S3Notifications,
+    "s3_object_created_minimal": S3Notifications,
+    "s3_object_removed": S3Notifications,
+    "sqs_s3_object_created": SqsUploads,
+    "sqs_s3_test_event": SqsUploads,
+    "eventbridge_s3_object_created": S3EventBridgeEvents,
+    "eventbridge_s3_object_deleted": S3EventBridgeEvents,
+    "apigw_http": HttpEvents,
+    "apigw_rest": HttpEvents,
+    "alb": HttpEvents,
+    "function_url": HttpEvents,
 }
 
 
@@ -39,13 +44,24 @@ def test_each_sample_event_is_claimed_by_exactly_one_source(name: str) -> None:
 
 def test_s3_notification_keys_are_url_decoded_once() -> None:
     (ref,) = from_s3_notification(load_event("s3_object_created")).objects
-    assert ref == ObjectRef("medfn-uploads", "ward 7/chest+pa.dcm", "096fKKXTRTtl3on89fVO.nfljtsv6qko",
-                            "d41d8cd98f00b204e9800998ecf8427e", 1048576)
+    assert ref == ObjectRef(
+        "medfn-uploads",
+        "ward 7/chest+pa.dcm",
+        "096fKKXTRTtl3on89fVO.nfljtsv6qko",
+        "d41d8cd98f00b204e9800998ecf8427e",
+        1048576,
+    )
 
 
 def test_optional_fields_may_be_missing() -> None:
     (ref,) = from_s3_notification(load_event("s3_object_created_minimal")).objects
-    assert (ref.key, ref.version_id, ref.etag, ref.size, ref.identity) == ("scan(1).png", None, None, None, "unversioned")
+    assert (ref.key, ref.version_id, ref.etag, ref.size, ref.identity) == (
+        "scan(1).png",
+        None,
+        None,
+        None,
+        "unversioned",
+    )
 
 
 def test_eventbridge_and_sqs_name_the_same_object_as_s3() -> None:
@@ -70,7 +86,9 @@ def test_test_events_and_unknown_bodies_are_ignored(body: Any) -> None:
     assert announced.objects == [] and announced.ignored
 
 
-def test_ignored_events_through_the_sources_never_touch_aws(classifier_handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ignored_events_through_the_sources_never_touch_aws(
+    classifier_handler: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MEDFN_STATUS_TABLE", "never-called")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # a call would fail loudly
     function = classifier_handler.function
@@ -81,12 +99,21 @@ def test_ignored_events_through_the_sources_never_touch_aws(classifier_handler: 
 
 
 def test_settings_from_the_environment() -> None:
-    settings = PipelineSettings.from_env({
-        "MEDFN_RESULTS_PREFIX": "out", "MEDFN_QUARANTINE_MODE": "tag", "MEDFN_RESULT_FORMATS": "json, fhir",
-        "MEDFN_MAX_ATTEMPTS": "5", "MEDFN_STATUS_TABLE": "t",
-    })
+    settings = PipelineSettings.from_env(
+        {
+            "MEDFN_RESULTS_PREFIX": "out",
+            "MEDFN_QUARANTINE_MODE": "tag",
+            "MEDFN_RESULT_FORMATS": "json, fhir",
+            "MEDFN_MAX_ATTEMPTS": "5",
+            "MEDFN_STATUS_TABLE": "t",
+        }
+    )
     assert (settings.results_prefix, settings.quarantine_mode, settings.formats, settings.max_attempts) == (
-        "out/", "tag", ("json", "fhir"), 5)
+        "out/",
+        "tag",
+        ("json", "fhir"),
+        5,
+    )
     assert settings.is_own_output("any", "out/x.png.json") and settings.is_own_output("any", "quarantine/x")
     assert not settings.is_own_output("any", "outgoing/x.png")
     with pytest.raises(ValueError, match="QUARANTINE_MODE"):
@@ -108,7 +135,9 @@ def test_errors_are_sorted_and_never_quote_foreign_text() -> None:
 
 def test_analyse_sniffs_the_bytes_not_the_name(classifier_handler: Any) -> None:
     plane, scans = classifier_handler.function.plane, {s.key: s for s in corpus()}
-    assert analyse(plane, "scan_classifier", scans["misnamed/really-a-dicom.png"].data).media_type == "application/dicom"
+    assert (
+        analyse(plane, "scan_classifier", scans["misnamed/really-a-dicom.png"].data).media_type == "application/dicom"
+    )
     assert analyse(plane, "scan_classifier", scans["misnamed/really-a-png.dcm"].data).media_type == "image/png"
     with pytest.raises(UnprocessableInput, match="empty"):
         analyse(plane, "scan_classifier", b"")
@@ -123,7 +152,9 @@ def test_fhir_report_is_valid_r4_with_one_observation_per_label(classifier_handl
 
     scan = next(s for s in corpus() if s.kind == "dicom")
     analysis = analyse(classifier_handler.function.plane, "scan_classifier", scan.data)
-    report = DiagnosticReport.model_validate_json(diagnostic_report(ObjectRef("b", scan.key, etag="e"), analysis, "2026-01-01T00:00:00+00:00"))
+    report = DiagnosticReport.model_validate_json(
+        diagnostic_report(ObjectRef("b", scan.key, etag="e"), analysis, "2026-01-01T00:00:00+00:00")
+    )
     assert report.status == "preliminary" and len(report.contained) == len(report.result) == 2
     assert any(i.value == f"urn:oid:{analysis.body['sop_instance_uid']}" for i in report.identifier)
     assert report.conclusion == f"most likely: {analysis.body['top_label']}"
@@ -149,7 +180,9 @@ def test_fhir_report_of_a_segmentation_states_the_area() -> None:
 
     body = {"label": "lesion", "area_px": 74, "area_mm2": 36.26, "bounding_box": {}, "rle": {}}
     analysis = Analysis("scan_segmenter", 1, "application/dicom", body, 5.0)
-    report = DiagnosticReport.model_validate_json(diagnostic_report(ObjectRef("b", "ct.dcm", etag="e"), analysis, "2026-01-01T00:00:00+00:00"))
+    report = DiagnosticReport.model_validate_json(
+        diagnostic_report(ObjectRef("b", "ct.dcm", etag="e"), analysis, "2026-01-01T00:00:00+00:00")
+    )
     (area,) = report.contained
     assert (area.code.text, float(area.valueQuantity.value), area.valueQuantity.code) == ("lesion area", 36.26, "mm2")
     assert report.conclusion == "lesion: 36.26 mm2"

@@ -16,10 +16,14 @@ from urllib.parse import quote, urlsplit
 import boto3
 import pytest
 
-_SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-              b"<Message>Please reduce your request rate.</Message></Error>")
-_INTERNAL_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-                   b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+_INTERNAL_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 OUTAGE_ANSWERS = ("503", "500", "drop")  # "drop": the connection closed with no answer
 _WRITES = ("PUT", "POST", "DELETE")  # PutObject, CopyObject, tagging, DeleteObject
 
@@ -104,14 +108,30 @@ class FlakyS3:
         upstream.request(request.command, request.path, body=body, headers=headers)
         response = upstream.getresponse()
         payload = response.read()
-        passed = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+        passed = {
+            k: v
+            for k, v in response.getheaders()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length")
+        }
         upstream.close()
-        self._answer(request, response.status, passed, payload, head=request.command == "HEAD",
-                     length=response.getheader("Content-Length"))
+        self._answer(
+            request,
+            response.status,
+            passed,
+            payload,
+            head=request.command == "HEAD",
+            length=response.getheader("Content-Length"),
+        )
 
     @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], payload: bytes,
-                head: bool = False, length: str | None = None) -> None:
+    def _answer(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        headers: dict[str, str],
+        payload: bytes,
+        head: bool = False,
+        length: str | None = None,
+    ) -> None:
         request.send_response(status)
         for name, value in headers.items():
             request.send_header(name, value)
@@ -139,7 +159,9 @@ def test_proxy_forwards_and_fails_on_demand(aws_env: str, flaky_s3: FlakyS3) -> 
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    s3 = boto3.client("s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    s3 = boto3.client(
+        "s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    )
     s3.create_bucket(Bucket="medfn-proxy-check")
     s3.put_object(Bucket="medfn-proxy-check", Key="a b+c.png", Body=b"x")
     flaky_s3.fail("a b+c.png", times=1)
@@ -148,12 +170,18 @@ def test_proxy_forwards_and_fails_on_demand(aws_env: str, flaky_s3: FlakyS3) -> 
     assert s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")["Body"].read() == b"x"
 
 
-@pytest.mark.parametrize(("answer", "error"), [("503", "SlowDown"), ("500", "InternalError"), ("drop", "Connection was closed")])
-def test_proxy_outage_fails_every_request_until_it_ends(aws_env: str, flaky_s3: FlakyS3, answer: str, error: str) -> None:
+@pytest.mark.parametrize(
+    ("answer", "error"), [("503", "SlowDown"), ("500", "InternalError"), ("drop", "Connection was closed")]
+)
+def test_proxy_outage_fails_every_request_until_it_ends(
+    aws_env: str, flaky_s3: FlakyS3, answer: str, error: str
+) -> None:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = boto3.client("s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    s3 = boto3.client(
+        "s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    )
     s3.create_bucket(Bucket="medfn-outage-check")
     s3.put_object(Bucket="medfn-outage-check", Key="k", Body=b"x")
     flaky_s3.go_down(answer, writes_only=True)

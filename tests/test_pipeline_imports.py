@@ -27,8 +27,9 @@ _WATCHED = ["fastapi", "mangum", "starlette", "boto3", "botocore", "aws_lambda_p
 
 
 def probe(event_path: str, env: dict[str, str]) -> dict:
-    code = _PROBE.format(handler=str(REPO / "functions" / "scan_classifier" / "handler.py"), event=event_path,
-                         watched=_WATCHED)
+    code = _PROBE.format(
+        handler=str(REPO / "functions" / "scan_classifier" / "handler.py"), event=event_path, watched=_WATCHED
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -41,11 +42,18 @@ def test_an_s3_upload_never_imports_fastapi(aws_env: str, tmp_path) -> None:
     put = s3.put_object(Bucket="medfn-imports", Key="one scan.dcm", Body=dicom.data)
     ddb = boto3.client("dynamodb", endpoint_url=aws_env)
     if "medfn-imports" not in ddb.list_tables()["TableNames"]:
-        ddb.create_table(TableName="medfn-imports", BillingMode="PAY_PER_REQUEST",
-                         KeySchema=[{"AttributeName": "object_uri", "KeyType": "HASH"},
-                                    {"AttributeName": "object_version", "KeyType": "RANGE"}],
-                         AttributeDefinitions=[{"AttributeName": "object_uri", "AttributeType": "S"},
-                                               {"AttributeName": "object_version", "AttributeType": "S"}])
+        ddb.create_table(
+            TableName="medfn-imports",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[
+                {"AttributeName": "object_uri", "KeyType": "HASH"},
+                {"AttributeName": "object_version", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "object_uri", "AttributeType": "S"},
+                {"AttributeName": "object_version", "AttributeType": "S"},
+            ],
+        )
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     event["Records"][0]["s3"]["bucket"]["name"] = "medfn-imports"
     event["Records"][0]["s3"]["object"].update(key="one+scan.dcm", eTag=put["ETag"].strip('"'), versionId=None)

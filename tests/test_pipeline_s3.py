@@ -39,11 +39,16 @@ def pipeline_env(aws_env: str, flaky_s3: FlakyS3, monkeypatch: pytest.MonkeyPatc
     clients = {name: boto3.client(name, endpoint_url=aws_env) for name in ("s3", "dynamodb", "sqs")}
     if STATUS_TABLE not in clients["dynamodb"].list_tables()["TableNames"]:
         clients["dynamodb"].create_table(
-            TableName=STATUS_TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "object_uri", "KeyType": "HASH"},
-                       {"AttributeName": "object_version", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "object_uri", "AttributeType": "S"},
-                                  {"AttributeName": "object_version", "AttributeType": "S"}],
+            TableName=STATUS_TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[
+                {"AttributeName": "object_uri", "KeyType": "HASH"},
+                {"AttributeName": "object_version", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "object_uri", "AttributeType": "S"},
+                {"AttributeName": "object_version", "AttributeType": "S"},
+            ],
         )
     flaky_s3.clear()
     return clients
@@ -60,13 +65,19 @@ def make_bucket(clients: dict[str, Any], with_queue: bool = True) -> dict[str, s
         return {"bucket": bucket}
     dlq_url = sqs.create_queue(QueueName=f"medfn-uploads-dlq-{n}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=f"medfn-uploads-{n}", Attributes={
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_ATTEMPTS)}),
-    })["QueueUrl"]
+    queue_url = sqs.create_queue(
+        QueueName=f"medfn-uploads-{n}",
+        Attributes={
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_ATTEMPTS)}),
+        },
+    )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}],
-    })
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}],
+        },
+    )
     return {"bucket": bucket, "queue_url": queue_url, "queue_arn": queue_arn, "dlq_url": dlq_url}
 
 
@@ -77,12 +88,14 @@ def upload(clients: dict[str, Any], bucket: str, scans: tuple[Scan, ...]) -> dic
 
 # -- events in the shapes AWS documents (tests/events/*.json), filled in for one object --------
 
+
 def s3_event(bucket: str, key: str, put: dict[str, Any], size: int) -> dict[str, Any]:
     event = load_event("s3_object_created")
     record = event["Records"][0]["s3"]
     record["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
-    record["object"].update(key=quote_plus(key, safe="/"), size=size, eTag=put["ETag"].strip('"'),
-                            versionId=put["VersionId"])
+    record["object"].update(
+        key=quote_plus(key, safe="/"), size=size, eTag=put["ETag"].strip('"'), versionId=put["VersionId"]
+    )
     return event
 
 
@@ -90,8 +103,9 @@ def eventbridge_event(bucket: str, key: str, put: dict[str, Any], size: int) -> 
     event = load_event("eventbridge_s3_object_created")
     event["resources"] = [f"arn:aws:s3:::{bucket}"]
     event["detail"]["bucket"]["name"] = bucket
-    event["detail"]["object"].update({"key": quote_plus(key, safe="/"), "size": size,
-                                      "etag": put["ETag"].strip('"'), "version-id": put["VersionId"]})
+    event["detail"]["object"].update(
+        {"key": quote_plus(key, safe="/"), "size": size, "etag": put["ETag"].strip('"'), "version-id": put["VersionId"]}
+    )
     return event
 
 
@@ -101,8 +115,13 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     records = []
     for message in messages:
         record = copy.deepcopy(template)
-        record.update(messageId=message["MessageId"], receiptHandle=message["ReceiptHandle"], body=message["Body"],
-                      md5OfBody=message["MD5OfBody"], eventSourceARN=queue_arn)
+        record.update(
+            messageId=message["MessageId"],
+            receiptHandle=message["ReceiptHandle"],
+            body=message["Body"],
+            md5OfBody=message["MD5OfBody"],
+            eventSourceARN=queue_arn,
+        )
         record["attributes"].update({k: v for k, v in message["Attributes"].items() if k in record["attributes"]})
         records.append(record)
     return {"Records": records}
@@ -123,15 +142,20 @@ def drain_queue(handler: Any, clients: dict[str, Any], queue: dict[str, str]) ->
     count + 1) until the redrive policy moves them to the DLQ. Returns the failed bodies."""
     sqs, failed_bodies, idle = clients["sqs"], [], 0
     while idle < 2:
-        messages = sqs.receive_message(QueueUrl=queue["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                       AttributeNames=["All"]).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+        ).get("Messages", [])
         idle = idle + 1 if not messages else 0
         if not messages:
             continue
         response = handler(sqs_event(messages, queue["queue_arn"]), None)
         failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
         failed_bodies += [m["Body"] for m in messages if m["MessageId"] in failed]
-        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
+        done = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+            for i, m in enumerate(messages)
+            if m["MessageId"] not in failed
+        ]
         if done:
             sqs.delete_message_batch(QueueUrl=queue["queue_url"], Entries=done)
     return failed_bodies
@@ -158,8 +182,11 @@ def keys_under(clients: dict[str, Any], bucket: str, prefix: str) -> set[str]:
 
 # -- the scenario -------------------------------------------------------------------------
 
+
 def test_mixed_backlog_with_faults_ends_with_one_record_per_scan(
-    classifier_handler: Any, pipeline_env: dict[str, Any], flaky_s3: FlakyS3,  # noqa: F811
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    flaky_s3: FlakyS3,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -195,9 +222,15 @@ def test_mixed_backlog_with_faults_ends_with_one_record_per_scan(
     good = set(keys) - poison - {"dicom/scan-003.dcm"}
     assert keys_under(clients, bucket, "results/") == {f"results/{k}.json" for k in good}
     assert keys_under(clients, bucket, "quarantine/") == {f"quarantine/{k}" for k in poison}
-    assert keys_under(clients, bucket, "") - keys_under(clients, bucket, "results/") \
-        - keys_under(clients, bucket, "quarantine/") == set(keys) - poison  # poison moved out
-    document = json.loads(clients["s3"].get_object(Bucket=bucket, Key="results/ward 7/chest+pa (0).png.json")["Body"].read())
+    assert (
+        keys_under(clients, bucket, "")
+        - keys_under(clients, bucket, "results/")
+        - keys_under(clients, bucket, "quarantine/")
+        == set(keys) - poison
+    )  # poison moved out
+    document = json.loads(
+        clients["s3"].get_object(Bucket=bucket, Key="results/ward 7/chest+pa (0).png.json")["Body"].read()
+    )
     assert document["source"]["key"] == "ward 7/chest+pa (0).png" and document["prediction"]["top_label"]
 
     reasons = {item["key"]: item for item in settled if item["outcome"] == "error"}
@@ -214,7 +247,13 @@ def test_mixed_backlog_with_faults_ends_with_one_record_per_scan(
     assert [body_key(m["Body"]) for m in dead] == ["dicom/scan-003.dcm"]
 
     # No PHI anywhere: not in logs, not in records, not in result documents.
-    written = caplog.text + json.dumps(items, default=str) + "".join(
-        clients["s3"].get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in keys_under(clients, bucket, "results/"))
+    written = (
+        caplog.text
+        + json.dumps(items, default=str)
+        + "".join(
+            clients["s3"].get_object(Bucket=bucket, Key=k)["Body"].read().decode()
+            for k in keys_under(clients, bucket, "results/")
+        )
+    )
     leaked = sorted(value for value in demographics() if value in written)
     assert not leaked, f"PHI in logs or records: {leaked}"

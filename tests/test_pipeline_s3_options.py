@@ -16,21 +16,37 @@ from tests.conftest import load_event
 from tests.test_pipeline_corpus import corpus
 from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)
 from tests.test_pipeline_s3 import (  # noqa: F401  (pipeline_env is a fixture)
-    MAX_ATTEMPTS, keys_under, make_bucket, pipeline_env, s3_event, sqs_event, status_items, upload,
+    MAX_ATTEMPTS,
+    keys_under,
+    make_bucket,
+    pipeline_env,
+    s3_event,
+    sqs_event,
+    status_items,
+    upload,
 )
 
 PNG, DICOM = (next(s for s in corpus() if s.kind == kind) for kind in ("png", "dicom"))
 TEXT = next(s for s in corpus() if s.kind == "text")
 
 
-def message(bucket: str, key: str, put: dict[str, Any], size: int, receive_count: int, message_id: str) -> dict[str, Any]:
+def message(
+    bucket: str, key: str, put: dict[str, Any], size: int, receive_count: int, message_id: str
+) -> dict[str, Any]:
     body = json.dumps(s3_event(bucket, key, put, size))
-    return {"MessageId": message_id, "ReceiptHandle": f"handle-{message_id}", "Body": body, "MD5OfBody": "0" * 32,
-            "Attributes": {"ApproximateReceiveCount": str(receive_count)}}
+    return {
+        "MessageId": message_id,
+        "ReceiptHandle": f"handle-{message_id}",
+        "Body": body,
+        "MD5OfBody": "0" * 32,
+        "Attributes": {"ApproximateReceiveCount": str(receive_count)},
+    }
 
 
 def test_one_bad_message_fails_alone_and_a_redrive_replaces_its_error(
-    classifier_handler: Any, pipeline_env: dict[str, Any], flaky_s3: FlakyS3,  # noqa: F811
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    flaky_s3: FlakyS3,  # noqa: F811
 ) -> None:
     bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
     scans = {"good.png": PNG, "down.dcm": DICOM, "notes.txt": TEXT}
@@ -38,14 +54,18 @@ def test_one_bad_message_fails_alone_and_a_redrive_replaces_its_error(
     flaky_s3.fail("down.dcm")
     test_event = load_event("sqs_s3_test_event")["Records"][0]
     batch = lambda count: sqs_event(  # noqa: E731
-        [message(bucket, k, puts[k], len(s.data), count, f"m-{k}") for k, s in scans.items()], "arn:aws:sqs:q")
+        [message(bucket, k, puts[k], len(s.data), count, f"m-{k}") for k, s in scans.items()], "arn:aws:sqs:q"
+    )
     for attempt in range(1, MAX_ATTEMPTS + 1):  # SQS redelivers what failed; the last attempt records it
         event = batch(attempt)
         event["Records"].append(test_event)
         assert classifier_handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "m-down.dcm"}]}
     items = {item["key"]: item for item in status_items(pipeline_env, bucket)}
     assert {k: (i["outcome"], i.get("retryable")) for k, i in items.items()} == {
-        "good.png": ("result", False), "notes.txt": ("error", False), "down.dcm": ("error", True)}
+        "good.png": ("result", False),
+        "notes.txt": ("error", False),
+        "down.dcm": ("error", True),
+    }
     assert items["down.dcm"]["attempts"] == MAX_ATTEMPTS
 
     flaky_s3.clear()  # S3 is back; the DLQ is redriven: the message arrives as new
@@ -56,7 +76,9 @@ def test_one_bad_message_fails_alone_and_a_redrive_replaces_its_error(
 
 
 def test_direct_events_count_attempts_in_the_status_table(
-    classifier_handler: Any, pipeline_env: dict[str, Any], flaky_s3: FlakyS3,  # noqa: F811
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    flaky_s3: FlakyS3,  # noqa: F811
 ) -> None:
     bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
     puts = upload(pipeline_env, bucket, (PNG,))
@@ -70,7 +92,9 @@ def test_direct_events_count_attempts_in_the_status_table(
 
 
 def test_tag_quarantine_fhir_results_and_a_results_bucket(
-    classifier_handler: Any, pipeline_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s3 = pipeline_env["s3"]
     bucket, results = (make_bucket(pipeline_env, with_queue=False)["bucket"] for _ in range(2))
@@ -85,13 +109,19 @@ def test_tag_quarantine_fhir_results_and_a_results_bucket(
     assert tags["medfn-quarantine"] == "unprocessable-input" and "unrecognised signature" in tags["medfn-reason"]
     assert s3.get_object(Bucket=bucket, Key=TEXT.key)["Body"].read() == TEXT.data  # tagged, left in place
     assert keys_under(pipeline_env, results, "") == {f"results/{DICOM.key}.json", f"results/{DICOM.key}.fhir.json"}
-    report = DiagnosticReport.model_validate_json(s3.get_object(Bucket=results, Key=f"results/{DICOM.key}.fhir.json")["Body"].read())
+    report = DiagnosticReport.model_validate_json(
+        s3.get_object(Bucket=results, Key=f"results/{DICOM.key}.fhir.json")["Body"].read()
+    )
     assert len(report.contained) == 2
     # Events for our own output are ignored, never processed into results of results.
-    assert source(s3_event(results, f"results/{DICOM.key}.json", {"ETag": "e", "VersionId": "v"}, 1), None)["ignored"] == 1
+    assert (
+        source(s3_event(results, f"results/{DICOM.key}.json", {"ETag": "e", "VersionId": "v"}, 1), None)["ignored"] == 1
+    )
 
 
-def test_vanished_and_overwritten_objects_get_an_error_record(classifier_handler: Any, pipeline_env: dict[str, Any]) -> None:
+def test_vanished_and_overwritten_objects_get_an_error_record(
+    classifier_handler: Any, pipeline_env: dict[str, Any]
+) -> None:
     s3 = pipeline_env["s3"]
     bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
     puts = upload(pipeline_env, bucket, (PNG, DICOM))
@@ -100,9 +130,16 @@ def test_vanished_and_overwritten_objects_get_an_error_record(classifier_handler
     s3.put_object(Bucket=bucket, Key=DICOM.key, Body=PNG.data)  # overwritten before its event
     s3.delete_object(Bucket=bucket, Key=PNG.key, VersionId=puts[PNG.key]["VersionId"])
     sqs = SqsUploads(classifier_handler.function)
-    response = sqs(sqs_event([message(bucket, PNG.key, puts[PNG.key], len(PNG.data), 1, "gone"),
-                              {**message(bucket, DICOM.key, puts[DICOM.key], 1, 1, "stale"), "Body": json.dumps(stale)}],
-                             "arn:aws:sqs:q"), None)
+    response = sqs(
+        sqs_event(
+            [
+                message(bucket, PNG.key, puts[PNG.key], len(PNG.data), 1, "gone"),
+                {**message(bucket, DICOM.key, puts[DICOM.key], 1, 1, "stale"), "Body": json.dumps(stale)},
+            ],
+            "arn:aws:sqs:q",
+        ),
+        None,
+    )
     assert response == {"batchItemFailures": []}  # nothing to retry: the objects are not there
     items = {item["key"]: item for item in status_items(pipeline_env, bucket)}
     assert items[PNG.key]["reason"] == "S3 GetObject: the object no longer exists"
@@ -111,7 +148,9 @@ def test_vanished_and_overwritten_objects_get_an_error_record(classifier_handler
 
 
 def test_poison_whose_removal_was_cut_short_is_removed_by_the_next_delivery(
-    classifier_handler: Any, pipeline_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Killed between the error record and the delete: the redelivered event finishes the move."""
     from medfn.pipeline.s3_storage import S3Storage
@@ -135,7 +174,9 @@ def test_poison_whose_removal_was_cut_short_is_removed_by_the_next_delivery(
 
 
 def test_in_an_unversioned_bucket_only_the_upload_the_event_named_is_removed(
-    classifier_handler: Any, pipeline_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No version to delete by: the delete is conditional on the ETag, so a newer upload under
     the same key survives a late redelivery of the old one's event, and gets its own record."""
@@ -166,7 +207,8 @@ def test_in_an_unversioned_bucket_only_the_upload_the_event_named_is_removed(
 
 
 def test_an_error_that_kept_nothing_never_removes_the_same_bytes_uploaded_again(
-    classifier_handler: Any, pipeline_env: dict[str, Any],
+    classifier_handler: Any,
+    pipeline_env: dict[str, Any],
 ) -> None:
     """A scan deleted before it was read gets an error with no quarantine copy. The same bytes
     uploaded again are the same scan (same ETag): their event is a duplicate, and must leave

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from medfn.commands import watch as watch_command
-from medfn.pipeline.settings import PipelineSettings
-from medfn.pipeline.worker import ScanWorker
 from medfn.errors import StorageUnavailable
 from medfn.pipeline.folder_storage import FolderStorage
 from medfn.pipeline.folder_watch import FolderWatch
+from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.sqlite_status import SqliteStatusTable
 from medfn.pipeline.types import ObjectRef
+from medfn.pipeline.worker import ScanWorker
 from tests.conftest import REPO
 from tests.test_pipeline_corpus import corpus, demographics
 
@@ -45,7 +45,9 @@ def run_watch(*argv: str) -> int:
     return watch_command.run(parser.parse_args(list(argv)))
 
 
-def test_backlog_in_one_command(tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backlog_in_one_command(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.INFO)
     scans = corpus()
     for scan in scans:
@@ -55,14 +57,23 @@ def test_backlog_in_one_command(tmp_path: Path, caplog: pytest.LogCaptureFixture
     out, err = capsys.readouterr()
     poison = {s.key for s in scans if s.poison}
     assert json.loads(out.splitlines()[-1]) == {
-        "results": len(scans) - len(poison), "errors": len(poison), "duplicates": 0, "ignored": 0, "retrying": 0}
+        "results": len(scans) - len(poison),
+        "errors": len(poison),
+        "duplicates": 0,
+        "ignored": 0,
+        "retrying": 0,
+    }
     assert f"{len(scans)}/{len(scans)}" in err  # the progress bar's last state
 
     results = {p.relative_to(tmp_path / "results").as_posix() for p in (tmp_path / "results").rglob("*.json")}
     assert results == {f"{s.key}.json" for s in scans if not s.poison}
-    quarantined = {p.relative_to(tmp_path / "quarantine").as_posix() for p in (tmp_path / "quarantine").rglob("*") if p.is_file()}
+    quarantined = {
+        p.relative_to(tmp_path / "quarantine").as_posix() for p in (tmp_path / "quarantine").rglob("*") if p.is_file()
+    }
     assert quarantined == poison | {f"{k}.reason.json" for k in poison}
-    incoming = {p.relative_to(tmp_path / "incoming").as_posix() for p in (tmp_path / "incoming").rglob("*") if p.is_file()}
+    incoming = {
+        p.relative_to(tmp_path / "incoming").as_posix() for p in (tmp_path / "incoming").rglob("*") if p.is_file()
+    }
     assert incoming == {s.key for s in scans if not s.poison}
     reason = json.loads((tmp_path / "quarantine" / "poison/truncated.png.reason.json").read_text())
     assert reason["code"] == "unprocessable-input" and "truncated" in reason["reason"]

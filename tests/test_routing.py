@@ -12,7 +12,9 @@ from medfn.http.routing import RequestRoute
 def _app() -> FastAPI:
     router = APIRouter(route_class=RequestRoute)
 
-    @router.post("/echo/{name}", openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @router.post(
+        "/echo/{name}", openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+    )
     async def echo(request: Request) -> Response:
         body = await request.body()
         return JSONResponse({"name": request.path_params["name"], "bytes": len(body)}, headers={"x-seen": "1"})

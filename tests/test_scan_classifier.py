@@ -61,7 +61,9 @@ def test_multipart_and_json_base64(classifier_client: TestClient, phantoms) -> N
 
 
 def test_no_demographics_in_the_answer(classifier_client: TestClient, phantoms) -> None:  # type: ignore[no-untyped-def]
-    dicom = chest_phantoms.to_dicom(phantoms[0][0], patient_name="Smith^Alice", patient_id="PID-31337", birth_date="19610203")
+    dicom = chest_phantoms.to_dicom(
+        phantoms[0][0], patient_name="Smith^Alice", patient_id="PID-31337", birth_date="19610203"
+    )
     response = classifier_client.post(PREDICT, content=dicom, headers={"content-type": "application/dicom"})
     text = response.text
     assert response.status_code == 200
@@ -71,7 +73,9 @@ def test_no_demographics_in_the_answer(classifier_client: TestClient, phantoms) 
 
 def test_request_id_is_echoed(classifier_client: TestClient, phantoms) -> None:  # type: ignore[no-untyped-def]
     response = classifier_client.post(
-        PREDICT, content=chest_phantoms.to_png(phantoms[0][0]), headers={"content-type": "image/png", "x-request-id": "abc-123"}
+        PREDICT,
+        content=chest_phantoms.to_png(phantoms[0][0]),
+        headers={"content-type": "image/png", "x-request-id": "abc-123"},
     )
     assert response.json()["request_id"] == "abc-123" and response.headers["x-request-id"] == "abc-123"
 
@@ -89,7 +93,9 @@ def test_request_id_is_echoed(classifier_client: TestClient, phantoms) -> None: 
         (b"x" * (6 * 1024 * 1024 + 1), {"content-type": "image/png"}, 413, "limit"),
     ],
 )
-def test_bad_input_gets_a_clear_4xx(classifier_client: TestClient, content: bytes, headers: dict, status: int, fragment: str) -> None:
+def test_bad_input_gets_a_clear_4xx(
+    classifier_client: TestClient, content: bytes, headers: dict, status: int, fragment: str
+) -> None:
     response = classifier_client.post(PREDICT, content=content, headers=headers)
     assert response.status_code == status, response.text
     assert fragment in response.json()["error"]
@@ -105,13 +111,22 @@ def test_unsupported_transfer_syntax_is_415(classifier_client: TestClient) -> No
 
 def test_unknown_model_is_404_and_the_process_survives(classifier_client: TestClient, phantoms) -> None:  # type: ignore[no-untyped-def]
     assert classifier_client.post("/v1/models/nope/predict", content=b"x").status_code == 404
-    ok = classifier_client.post(PREDICT, content=chest_phantoms.to_png(phantoms[0][0]), headers={"content-type": "image/png"})
+    ok = classifier_client.post(
+        PREDICT, content=chest_phantoms.to_png(phantoms[0][0]), headers={"content-type": "image/png"}
+    )
     assert ok.status_code == 200
 
 
 def test_listed_with_its_function(classifier_client: TestClient) -> None:
     rows = classifier_client.get("/v1/models").json()["models"]
-    assert {"name": "scan_classifier", "version": "1", "task": "image_classification", "function": "scan_classifier", "ready": True, "reason": ""} in rows
+    assert {
+        "name": "scan_classifier",
+        "version": "1",
+        "task": "image_classification",
+        "function": "scan_classifier",
+        "ready": True,
+        "reason": "",
+    } in rows
 
 
 def test_openapi_document_describes_the_routes(classifier_client: TestClient) -> None:

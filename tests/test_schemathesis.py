@@ -70,7 +70,9 @@ def fuzz(document: dict[str, Any], url: str) -> int:
                     nonlocal sent
                     sent += 1
                     response = case.call(base_url=url, session=session, timeout=30)
-                    where = f"{case.method} {case.formatted_path} ({mode}) -> {response.status_code}: {response.text[:300]}"
+                    where = (
+                        f"{case.method} {case.formatted_path} ({mode}) -> {response.status_code}: {response.text[:300]}"
+                    )
                     assert response.status_code < 500, where
                     if response.status_code >= 400:
                         assert isinstance(response.json().get("error"), str), where

@@ -44,7 +44,12 @@ def test_presigned_put_lands_under_the_function_prefix(s3) -> None:  # type: ign
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [("not json", 400), ('{"content_type": "image/png"}', 400), ('{"model": "vitals_risk"}', 404), ('{"model": "scan_classifier", "content_type": "text/html"}', 415)],
+    [
+        ("not json", 400),
+        ('{"content_type": "image/png"}', 400),
+        ('{"model": "vitals_risk"}', 404),
+        ('{"model": "scan_classifier", "content_type": "text/html"}', 415),
+    ],
 )
 def test_bad_requests_are_named(s3, body: str, status: int) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(MedfnError) as caught:
@@ -56,12 +61,30 @@ def test_platform_function_routes(s3, monkeypatch: pytest.MonkeyPatch) -> None: 
     monkeypatch.setenv("MEDFN_UPLOAD_BUCKET", BUCKET)
     monkeypatch.setenv("MEDFN_UPLOAD_PREFIXES", '{"scan_classifier": "scan_classifier/"}')
     monkeypatch.setenv("MEDFN_MODEL_STORE", "s3://medfn-models/models")
-    monkeypatch.setenv("MEDFN_CATALOG", '[{"name": "scan_classifier", "version": "1", "task": "image_classification", "function": "scan_classifier"}]')
+    monkeypatch.setenv(
+        "MEDFN_CATALOG",
+        '[{"name": "scan_classifier", "version": "1", "task": "image_classification", "function": "scan_classifier"}]',
+    )
     platform = platform_handler()
-    upload = platform.handler({"httpMethod": "POST", "resource": "/v1/uploads", "body": '{"model": "scan_classifier", "content_type": "image/png"}'}, None)
+    upload = platform.handler(
+        {
+            "httpMethod": "POST",
+            "resource": "/v1/uploads",
+            "body": '{"model": "scan_classifier", "content_type": "image/png"}',
+        },
+        None,
+    )
     assert upload["statusCode"] == 200 and json.loads(upload["body"])["key"].endswith(".png")
     models = json.loads(platform.handler({"httpMethod": "GET", "resource": "/v1/models"}, None)["body"])["models"]
-    assert models == [{"name": "scan_classifier", "version": "1", "task": "image_classification", "function": "scan_classifier", "ready": False}]
+    assert models == [
+        {
+            "name": "scan_classifier",
+            "version": "1",
+            "task": "image_classification",
+            "function": "scan_classifier",
+            "ready": False,
+        }
+    ]
     assert platform.handler({"httpMethod": "GET", "resource": "/v2/health/ready"}, None)["statusCode"] == 503
     s3.put_object(Bucket="medfn-models", Key="models/scan_classifier/1/model.onnx", Body=b"onnx")
     assert platform.handler({"httpMethod": "GET", "resource": "/v2/health/ready"}, None)["statusCode"] == 200

@@ -107,17 +107,25 @@ class Api(Construct):
             health.add_resource(probe).add_method("GET", integration, api_key_required=False)
 
     def _model_routes(
-        self, deployed: DeployedFunction, integration: IntegrationFor, models: apigw.IResource, v2_models: apigw.IResource
+        self,
+        deployed: DeployedFunction,
+        integration: IntegrationFor,
+        models: apigw.IResource,
+        v2_models: apigw.IResource,
     ) -> None:
         name = deployed.model.name
         predict = models.add_resource(name).add_resource("predict")
-        predict.add_method("POST", integration("POST", predict.path), api_key_required=True, **self._validated(content_type=True))
+        predict.add_method(
+            "POST", integration("POST", predict.path), api_key_required=True, **self._validated(content_type=True)
+        )
         model = v2_models.add_resource(name)
         version = model.add_resource("versions").add_resource("{version}")
         for base, path_params in ((model, {}), (version, {"method.request.path.version": True})):
             base.add_method("GET", integration("GET", base.path), api_key_required=True, **self._validated(path_params))
             ready = base.add_resource("ready")
-            ready.add_method("GET", integration("GET", ready.path), api_key_required=True, **self._validated(path_params))
+            ready.add_method(
+                "GET", integration("GET", ready.path), api_key_required=True, **self._validated(path_params)
+            )
             infer = base.add_resource("infer")
             infer.add_method(
                 "POST",
@@ -143,7 +151,12 @@ class Api(Construct):
                 quota=apigw.QuotaSettings(limit=tier.quota, period=PERIODS[tier.period]),
             )
             plan.add_api_stage(stage=self.rest_api.deployment_stage)
-            CfnOutput(self, f"UsagePlan{tier.name.capitalize()}", value=plan.usage_plan_id, description=f"usage plan of tier {tier.name}")
+            CfnOutput(
+                self,
+                f"UsagePlan{tier.name.capitalize()}",
+                value=plan.usage_plan_id,
+                description=f"usage plan of tier {tier.name}",
+            )
 
 
 def acknowledge_api(api: Api, http_backend: bool = False) -> None:

@@ -32,7 +32,14 @@ def build_app(outdir: Path | None = None, *, repo: Path = REPO, nag: bool | None
     # SnapStart for Python bills its snapshot cache while a version is published (docs/deploy.md);
     # MEDFN_SNAPSTART=0 trades faster cold starts for nothing at rest
     snapstart = os.environ.get("MEDFN_SNAPSTART", "1") != "0"
-    MedfnStack(app, STACK_NAME, project, snapstart=snapstart, env=env, description="medfn: medical ONNX models as pay-per-call APIs")
+    MedfnStack(
+        app,
+        STACK_NAME,
+        project,
+        snapstart=snapstart,
+        env=env,
+        description="medfn: medical ONNX models as pay-per-call APIs",
+    )
     if nag if nag is not None else os.environ.get("CDK_VALIDATION", "true").lower() != "false":
         Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
     return app

@@ -104,7 +104,9 @@ def lambda_function(
     return FunctionParts(function, alias, role, dead_letters)
 
 
-def model_function(scope: Construct, deployed: DeployedFunction, storage: Storage, snapstart: bool = True) -> FunctionParts:
+def model_function(
+    scope: Construct, deployed: DeployedFunction, storage: Storage, snapstart: bool = True
+) -> FunctionParts:
     config = deployed.config
     prefix = storage.model_prefix(config.model)
     environment = {
@@ -145,7 +147,9 @@ def model_function(scope: Construct, deployed: DeployedFunction, storage: Storag
 
 def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
     """GetObject under the prefix and ListBucket limited to it: nothing of other models."""
-    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(f"{prefix}/*")]))
+    role.add_to_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(f"{prefix}/*")])
+    )
     acknowledge_prefix(role, storage.models, f"{prefix}/*", "the function reads the objects of its own model only")
     role.add_to_policy(
         iam.PolicyStatement(
@@ -165,7 +169,10 @@ def acknowledge_function(name: str, parts: FunctionParts) -> None:
 
 def catalog_json(functions: list[DeployedFunction]) -> str:
     return json.dumps(
-        [{"name": f.model.name, "version": str(f.version), "task": f.model.task, "function": f.name} for f in functions],
+        [
+            {"name": f.model.name, "version": str(f.version), "task": f.model.task, "function": f.name}
+            for f in functions
+        ],
         separators=(",", ":"),
     )
 

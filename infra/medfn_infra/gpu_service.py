@@ -61,7 +61,9 @@ class GpuFunction:
 
 
 class GpuService(Construct):
-    def __init__(self, scope: Construct, construct_id: str, functions: list[DeployedFunction], storage: Storage) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, functions: list[DeployedFunction], storage: Storage
+    ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = self._vpc(storage)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
@@ -72,10 +74,10 @@ class GpuService(Construct):
         self.balancer = elbv2.NetworkLoadBalancer(
             self, "Balancer", vpc=self.vpc, internet_facing=False, vpc_subnets=PRIVATE_SUBNETS, cross_zone_enabled=True
         )
-        self.vpc_link = apigw.VpcLink(self, "VpcLink", targets=[self.balancer], description="medfn REST API -> GPU services")
-        self.functions = {
-            f.name: self._function(f, storage, FIRST_LISTENER_PORT + i) for i, f in enumerate(functions)
-        }
+        self.vpc_link = apigw.VpcLink(
+            self, "VpcLink", targets=[self.balancer], description="medfn REST API -> GPU services"
+        )
+        self.functions = {f.name: self._function(f, storage, FIRST_LISTENER_PORT + i) for i, f in enumerate(functions)}
 
     def _vpc(self, storage: Storage) -> ec2.Vpc:
         return ec2.Vpc(
@@ -86,7 +88,9 @@ class GpuService(Construct):
             nat_gateways=1,  # image pulls and ECS/CloudWatch APIs; one NAT, not one per AZ, at rest
             subnet_configuration=[
                 # the NAT gateway's only: it has its own Elastic IP, nothing else gets a public address
-                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False),
+                ec2.SubnetConfiguration(
+                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False
+                ),
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
             ],
             # model reads and ECR's image layers (served from S3) bypass the NAT's per-GB charge
@@ -110,7 +114,9 @@ class GpuService(Construct):
             self,
             "HostTemplate",
             instance_type=ec2.InstanceType(INSTANCE_TYPE),
-            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(ecs.AmiHardwareType.GPU),  # NVIDIA driver, container toolkit
+            machine_image=ecs.EcsOptimizedImage.amazon_linux2023(
+                ecs.AmiHardwareType.GPU
+            ),  # NVIDIA driver, container toolkit
             role=iam.Role(self, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com")),
             user_data=user_data,
             security_group=ec2.SecurityGroup(self, "HostSecurity", vpc=self.vpc, description="GPU hosts: no inbound"),
@@ -119,7 +125,9 @@ class GpuService(Construct):
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
-                    volume=ec2.BlockDeviceVolume.ebs(ROOT_VOLUME_GIB, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        ROOT_VOLUME_GIB, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3
+                    ),
                 )
             ],
         )
@@ -159,7 +167,12 @@ class GpuService(Construct):
             logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=log_group(scope, "Logs", storage)),
             # the CUDA base image has no curl; the image's Python fails on a 503
             health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{READY_PATH}')"],
+                command=[
+                    "CMD",
+                    "python",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{READY_PATH}')",
+                ],
                 start_period=Duration.minutes(3),
             ),
         )
@@ -172,7 +185,9 @@ class GpuService(Construct):
             cluster=self.cluster,
             task_definition=task,
             desired_count=1,
-            capacity_provider_strategies=[ecs.CapacityProviderStrategy(capacity_provider=self.capacity.capacity_provider_name, weight=1)],
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider=self.capacity.capacity_provider_name, weight=1)
+            ],
             vpc_subnets=PRIVATE_SUBNETS,
             security_groups=[security],
             min_healthy_percent=100,  # a new task must be ready before the old one stops
@@ -181,13 +196,17 @@ class GpuService(Construct):
             health_check_grace_period=Duration.minutes(5),  # a first pull of the CUDA image takes minutes
         )
         service.node.add_dependency(storage.model_deployment)  # the model must be in the bucket first
-        listener = self.balancer.add_listener(f"{_construct_id(name)}Listener", port=listener_port, protocol=elbv2.Protocol.TCP)
+        listener = self.balancer.add_listener(
+            f"{_construct_id(name)}Listener", port=listener_port, protocol=elbv2.Protocol.TCP
+        )
         listener.add_targets(
             f"{_construct_id(name)}Targets",
             port=CONTAINER_PORT,
             protocol=elbv2.Protocol.TCP,
             targets=[service],
-            health_check=elbv2.HealthCheck(protocol=elbv2.Protocol.HTTP, path=READY_PATH, interval=Duration.seconds(15)),
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.HTTP, path=READY_PATH, interval=Duration.seconds(15)
+            ),
             deregistration_delay=Duration.seconds(30),  # requests are seconds long at most
         )
         assert task.execution_role is not None  # the image asset gave it one to pull with
@@ -241,8 +260,14 @@ def acknowledge_gpu_service(gpu: GpuService) -> None:
         ack(host_role, rule, "role of the GPU hosts: the ECS agent's own grants as aws-cdk-lib scopes them (register "
             "with this cluster, poll for tasks, submit state changes); discovery and telemetry calls take no resource")  # fmt: skip
     for name, function in gpu.functions.items():
-        ack(function.task_role, "HIPAA.Security-IAMNoInlinePolicy", f"task role of GPU function {name}: {INLINE_POLICY}")
-        ack(function.execution_role, "HIPAA.Security-IAMNoInlinePolicy", f"execution role of GPU function {name}: {INLINE_POLICY}")
+        ack(
+            function.task_role, "HIPAA.Security-IAMNoInlinePolicy", f"task role of GPU function {name}: {INLINE_POLICY}"
+        )
+        ack(
+            function.execution_role,
+            "HIPAA.Security-IAMNoInlinePolicy",
+            f"execution role of GPU function {name}: {INLINE_POLICY}",
+        )
         ack(function.execution_role, "AwsSolutions-IAM5[Resource::*]", f"execution role of GPU function {name}: "
             "ecr:GetAuthorizationToken takes no resource-level permissions; image pulls are limited to its repository")  # fmt: skip
         ack(function.service.task_definition, "AwsSolutions-ECS2", f"task of GPU function {name}: its environment is "

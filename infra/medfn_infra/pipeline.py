@@ -69,10 +69,16 @@ def grant_pipeline_access(role: iam.Role, function: str, storage: Storage) -> No
         )
     )
     role.add_to_policy(
-        iam.PolicyStatement(actions=["s3:PutObject"], resources=[uploads.arn_for_objects(quarantine), results.arn_for_objects(written)])
+        iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[uploads.arn_for_objects(quarantine), results.arn_for_objects(written)]
+        )
     )
-    acknowledge_prefix(role, uploads, own, "reads, tags and (after quarantining) deletes only the scans uploaded for this function")
-    acknowledge_prefix(role, uploads, quarantine, "quarantines unreadable scans of this function only, with their reason")
+    acknowledge_prefix(
+        role, uploads, own, "reads, tags and (after quarantining) deletes only the scans uploaded for this function"
+    )
+    acknowledge_prefix(
+        role, uploads, quarantine, "quarantines unreadable scans of this function only, with their reason"
+    )
     acknowledge_prefix(role, results, written, "writes the result documents of this function's scans only")
     role.add_to_policy(
         iam.PolicyStatement(

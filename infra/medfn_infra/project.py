@@ -71,7 +71,7 @@ def load_project(
     for config in discover_functions(functions_dir):
         if config.accelerator == "gpu" and config.uploads:
             # the scan pipeline invokes Lambda aliases from SQS; the GPU service answers HTTP only
-            raise ValueError(f"function {config.name}: uploads = true needs a Lambda function, not accelerator = \"gpu\"")
+            raise ValueError(f'function {config.name}: uploads = true needs a Lambda function, not accelerator = "gpu"')
         toml = model_store / config.model / "model.toml"
         if not toml.is_file():
             raise FileNotFoundError(f"function {config.name}: {toml} is missing")

@@ -80,15 +80,30 @@ class MedfnStack(Stack):
         role = parts.role
         # the catalog checks each served artifact exists (HeadObject is authorised by GetObject)
         model_keys = [f"{MODEL_PREFIX}/{f.model.name}/*" for f in project.functions]
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(k) for k in model_keys]))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(k) for k in model_keys]
+            )
+        )
         for key in model_keys:
-            acknowledge_prefix(role, storage.models, key, "the catalog checks that each deployed model's artifact is present")
+            acknowledge_prefix(
+                role, storage.models, key, "the catalog checks that each deployed model's artifact is present"
+            )
         # a presigned PUT carries the signer's rights: this role may write new scans under each prefix
         upload_keys = [f"{p}*" for p in prefixes.values()]
         if upload_keys:
-            role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[storage.uploads.arn_for_objects(k) for k in upload_keys]))
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["s3:PutObject"], resources=[storage.uploads.arn_for_objects(k) for k in upload_keys]
+                )
+            )
             for key in upload_keys:
-                acknowledge_prefix(role, storage.uploads, key, "presigned upload slots write new scans only under the prefix an image function listens on")
+                acknowledge_prefix(
+                    role,
+                    storage.uploads,
+                    key,
+                    "presigned upload slots write new scans only under the prefix an image function listens on",
+                )
             role.add_to_policy(iam.PolicyStatement(actions=["kms:GenerateDataKey"], resources=[storage.key.key_arn]))
         return parts
 
@@ -123,4 +138,8 @@ def acknowledge_cdk_helpers(stack: Stack, storage: Storage) -> None:
             ack(child, "AwsSolutions-IAM5[Resource::*]", f"{why} needs s3:PutBucketNotification, which CDK grants on *")
     notifications = storage.uploads.node.try_find_child("Notifications")
     if notifications is not None:
-        ack(notifications, "HIPAA.Security-IAMNoInlinePolicy", f"the upload bucket's notification handler policy: {INLINE_POLICY}")
+        ack(
+            notifications,
+            "HIPAA.Security-IAMNoInlinePolicy",
+            f"the upload bucket's notification handler policy: {INLINE_POLICY}",
+        )

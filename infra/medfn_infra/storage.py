@@ -37,7 +37,9 @@ class Storage(Construct):
             versioned=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))],
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.models = self._bucket("Models", "models/")
@@ -62,7 +64,9 @@ class Storage(Construct):
         self.model_deployment = s3deploy.BucketDeployment(
             self,
             "ModelStore",
-            sources=[s3deploy.Source.asset(str(project.model_store), exclude=["build", "build/*", "*.md", "__pycache__"])],
+            sources=[
+                s3deploy.Source.asset(str(project.model_store), exclude=["build", "build/*", "*.md", "__pycache__"])
+            ],
             destination_bucket=self.models,
             destination_key_prefix=MODEL_PREFIX,
             memory_limit=1024,  # model files are megabytes; the default 128 MiB copies them slowly
@@ -93,7 +97,14 @@ class Storage(Construct):
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal(region_logs)],
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey", "kms:DescribeKey"],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:DescribeKey",
+                ],
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions={
                     "ArnLike": {

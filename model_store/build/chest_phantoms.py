@@ -43,8 +43,15 @@ def to_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def to_dicom(image: np.ndarray, *, patient_name: str = "Doe^Jane", patient_id: str = "MRN-0042",
-             birth_date: str = "19700101", monochrome1: bool = False, bits: int = 12) -> bytes:
+def to_dicom(
+    image: np.ndarray,
+    *,
+    patient_name: str = "Doe^Jane",
+    patient_id: str = "MRN-0042",
+    birth_date: str = "19700101",
+    monochrome1: bool = False,
+    bits: int = 12,
+) -> bytes:
     """A Digital X-Ray (for presentation) Part-10 file whose VOI window reproduces `image`.
 
     Stored values are round(image * (2**bits - 1)). With WindowWidth = 2**bits and
@@ -59,16 +66,25 @@ def to_dicom(image: np.ndarray, *, patient_name: str = "Doe^Jane", patient_id: s
     if monochrome1:
         stored = (top - stored).astype(np.uint16)
 
-    ds = dicom_part10.new_dataset(DigitalXRayImageStorageForPresentation, modality="DX",
-                                  patient_name=patient_name, patient_id=patient_id,
-                                  birth_date=birth_date)
+    ds = dicom_part10.new_dataset(
+        DigitalXRayImageStorageForPresentation,
+        modality="DX",
+        patient_name=patient_name,
+        patient_id=patient_id,
+        birth_date=birth_date,
+    )
     ds.ImageType = ["DERIVED", "PRIMARY"]
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.BodyPartExamined = "CHEST"
     ds.ViewPosition = "PA"
     spacing = FIELD_OF_VIEW_MM / image.shape[0]
-    dicom_part10.set_pixels(ds, stored, bits_stored=bits, pixel_spacing=(spacing, spacing),
-                            photometric="MONOCHROME1" if monochrome1 else "MONOCHROME2")
+    dicom_part10.set_pixels(
+        ds,
+        stored,
+        bits_stored=bits,
+        pixel_spacing=(spacing, spacing),
+        photometric="MONOCHROME1" if monochrome1 else "MONOCHROME2",
+    )
     ds.ImagerPixelSpacing = ds.PixelSpacing
     ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
     ds.RescaleIntercept = "0"
@@ -98,16 +114,31 @@ def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> np.ndarray:
     body = dict(cx=0.0, cy=u(0.0, 0.1), ax=u(0.80, 0.95), ay=u(0.95, 1.15), power=u(2.0, 3.0))
     body_level, lung_drop = u(0.55, 0.72), u(0.28, 0.42)
     lung_cy, lung_ax, lung_ay = u(-0.12, 0.0), u(0.22, 0.30), u(0.50, 0.62)
-    lungs = [dict(cx=side * u(0.34, 0.44), cy=lung_cy + u(-0.03, 0.03), ax=lung_ax * u(0.9, 1.1),
-                  ay=lung_ay * u(0.93, 1.07), power=u(1.8, 2.6), taper=u(0.1, 0.35))
-             for side in (-1.0, 1.0)]
+    lungs = [
+        dict(
+            cx=side * u(0.34, 0.44),
+            cy=lung_cy + u(-0.03, 0.03),
+            ax=lung_ax * u(0.9, 1.1),
+            ay=lung_ay * u(0.93, 1.07),
+            power=u(1.8, 2.6),
+            taper=u(0.1, 0.35),
+        )
+        for side in (-1.0, 1.0)
+    ]
     heart = dict(cx=u(0.08, 0.20), cy=u(0.26, 0.38), ax=u(0.28, 0.38), ay=u(0.22, 0.32))
-    ribs = dict(y0=u(-0.98, -0.85), spacing=u(0.14, 0.19), width=u(0.018, 0.03),
-                slope=u(0.15, 0.4), curve=u(0.0, 0.3), level=u(0.04, 0.12))
+    ribs = dict(
+        y0=u(-0.98, -0.85),
+        spacing=u(0.14, 0.19),
+        width=u(0.018, 0.03),
+        slope=u(0.15, 0.4),
+        curve=u(0.0, 0.3),
+        level=u(0.04, 0.12),
+    )
     spine_half, spine_level = u(0.05, 0.09), u(0.04, 0.12)
-    vessels = [(lungs[int(rng.integers(2))], u(0, 2 * np.pi), u(0.1, 0.9) ** 1.5,
-                u(0.008, 0.022), u(0.03, 0.09))
-               for _ in range(int(rng.integers(10, 30)))]
+    vessels = [
+        (lungs[int(rng.integers(2))], u(0, 2 * np.pi), u(0.1, 0.9) ** 1.5, u(0.008, 0.022), u(0.03, 0.09))
+        for _ in range(int(rng.integers(10, 30)))
+    ]
     nodule = _draw_nodule(rng, lungs, heart) if opacity else None
     low, gain, gamma = u(-0.06, 0.08), u(0.9, 1.3), u(0.8, 1.25)
     tilt, tilt_dir = u(0.0, 0.06), u(0, 2 * np.pi)
@@ -127,20 +158,19 @@ def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> np.ndarray:
     density = body_level * body_mask - lung_drop * lung_mask
     density += spine_level * _inside(np.abs(x) - spine_half, 0.01) * body_mask
     # Posterior ribs: bands that run down and out from the spine, one set per side.
-    rib_y = y - ribs["slope"] * np.abs(x) - ribs["curve"] * x ** 2 - ribs["y0"]
+    rib_y = y - ribs["slope"] * np.abs(x) - ribs["curve"] * x**2 - ribs["y0"]
     phase = np.mod(rib_y, ribs["spacing"]) - ribs["spacing"] / 2
-    rib_layer = np.exp(-(phase / ribs["width"]) ** 2) * (rib_y > -ribs["spacing"] / 2)
+    rib_layer = np.exp(-((phase / ribs["width"]) ** 2)) * (rib_y > -ribs["spacing"] / 2)
     density += ribs["level"] * rib_layer * body_mask
     for lung, theta, reach, sigma, level in vessels:
         hilum = lung["cx"] - np.sign(lung["cx"]) * 0.6 * lung["ax"]  # medial side of the lung
         vx = hilum + reach * lung["ax"] * np.cos(theta)
         vy = lung["cy"] + reach * lung["ay"] * np.sin(theta)
-        density += level * np.exp(-((x - vx) ** 2 + (y - vy) ** 2) / (2 * sigma ** 2)) * lung_mask
+        density += level * np.exp(-((x - vx) ** 2 + (y - vy) ** 2) / (2 * sigma**2)) * lung_mask
     if nodule is not None:
         density += _nodule_layer(x, y, **nodule)
 
-    image = np.clip((density - low) * gain + tilt * (x * np.cos(tilt_dir) + y * np.sin(tilt_dir)),
-                    0.0, 1.0) ** gamma
+    image = np.clip((density - low) * gain + tilt * (x * np.cos(tilt_dir) + y * np.sin(tilt_dir)), 0.0, 1.0) ** gamma
     image += rng.normal(0.0, noise_sigma, (size, size))
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
@@ -155,15 +185,20 @@ def _draw_nodule(rng: np.random.Generator, lungs: list[dict], heart: dict) -> di
         inside_lung = _ellipse_radius(cx, cy, **lung) < 0.85
         if inside_lung and _ellipse_radius(cx, cy, **heart) > 1.1:
             break
-    return dict(cx=cx, cy=cy, radius=rng.uniform(0.05, 0.15), softness=rng.uniform(0.1, 0.35),
-                level=rng.uniform(0.1, 0.3), lobes=rng.uniform(0, 0.15, 2),
-                phases=rng.uniform(0, 2 * np.pi, 2))
+    return dict(
+        cx=cx,
+        cy=cy,
+        radius=rng.uniform(0.05, 0.15),
+        softness=rng.uniform(0.1, 0.35),
+        level=rng.uniform(0.1, 0.3),
+        lobes=rng.uniform(0, 0.15, 2),
+        phases=rng.uniform(0, 2 * np.pi, 2),
+    )
 
 
 def _nodule_layer(x, y, cx, cy, radius, softness, level, lobes, phases):
     """A lobulated disc (radius varies with angle by 2- and 3-fold harmonics), soft edge."""
     dx, dy = x - cx, y - cy
     phi = np.arctan2(dy, dx)
-    outline = radius * (1.0 + lobes[0] * np.cos(2 * phi + phases[0])
-                        + lobes[1] * np.cos(3 * phi + phases[1]))
+    outline = radius * (1.0 + lobes[0] * np.cos(2 * phi + phases[0]) + lobes[1] * np.cos(3 * phi + phases[1]))
     return level * _inside(np.hypot(dx, dy) - outline, softness * radius / 4.0)

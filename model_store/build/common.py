@@ -26,9 +26,16 @@ def deterministic(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, epochs: int, batch: int,
-        learning_rate: float) -> torch.nn.Module:
+def fit(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    epochs: int,
+    batch: int,
+    learning_rate: float,
+) -> torch.nn.Module:
     """Minibatch AdamW with a one-cycle schedule, the loop both image models train with."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
     steps = epochs * ((len(inputs) + batch - 1) // batch)
@@ -37,7 +44,7 @@ def fit(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
         model.train()
         order, total = torch.randperm(len(inputs)), 0.0
         for start in range(0, len(inputs), batch):
-            rows = order[start:start + batch]
+            rows = order[start : start + batch]
             value = loss(model(inputs[rows]), targets[rows])
             optimizer.zero_grad()
             value.backward()
@@ -53,9 +60,13 @@ def quantize8(images: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(images, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
 
 
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
-                names: tuple[str, str] = ("image", "probabilities"),
-                input_axes: dict[int, str] | None = None) -> None:
+def export_onnx(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    names: tuple[str, str] = ("image", "probabilities"),
+    input_axes: dict[int, str] | None = None,
+) -> None:
     """Export with a dynamic batch axis, then fail loudly unless onnxruntime agrees with torch.
 
     names are the graph's (input, output); input_axes are dynamic input axes beyond the batch,
@@ -67,10 +78,16 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path,
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated but needs no onnxscript; its output is plain ONNX.
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), str(path), opset_version=17, dynamo=False,
-                          input_names=[input_name], output_names=[output_name],
-                          dynamic_axes={input_name: {0: "batch", **(input_axes or {})},
-                                        output_name: {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch", **(input_axes or {})}, output_name: {0: "batch"}},
+        )
     with torch.no_grad():
         expected = model(example).numpy()
     got = run_onnx(path, example.numpy(), names=names)
@@ -85,13 +102,13 @@ def onnx_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def run_onnx(path: Path, inputs: np.ndarray, batch: int = 64,
-             names: tuple[str, str] = ("image", "probabilities")) -> np.ndarray:
+def run_onnx(
+    path: Path, inputs: np.ndarray, batch: int = 64, names: tuple[str, str] = ("image", "probabilities")
+) -> np.ndarray:
     """Run the exported graph on inputs of one shape (e.g. (N, 1, H, W) images), in batches."""
     session = onnx_session(path)
     input_name, output_name = names
-    outputs = [session.run([output_name], {input_name: inputs[i:i + batch]})[0]
-               for i in range(0, len(inputs), batch)]
+    outputs = [session.run([output_name], {input_name: inputs[i : i + batch]})[0] for i in range(0, len(inputs), batch)]
     return np.concatenate(outputs)
 
 

@@ -52,17 +52,23 @@ def to_png(image01: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def to_dicom(hu: np.ndarray, *, pixel_spacing: tuple[float, float] = (0.7, 0.7),
-             patient_name: str = "Doe^Jane", patient_id: str = "MRN-0042",
-             birth_date: str = "19700101") -> bytes:
+def to_dicom(
+    hu: np.ndarray,
+    *,
+    pixel_spacing: tuple[float, float] = (0.7, 0.7),
+    patient_name: str = "Doe^Jane",
+    patient_id: str = "MRN-0042",
+    birth_date: str = "19700101",
+) -> bytes:
     """A CT Image Storage Part-10 file: 12-bit unsigned stored values, HU = stored - 1024.
 
     The file carries a soft-tissue window (40/400) as a reader's default; the segmenter must
     ignore it and apply its own lung window to the HU values.
     """
     stored = np.round(np.clip(hu, *HU_RANGE) - RESCALE_INTERCEPT).astype(np.uint16)
-    ds = dicom_part10.new_dataset(CTImageStorage, modality="CT", patient_name=patient_name,
-                                  patient_id=patient_id, birth_date=birth_date)
+    ds = dicom_part10.new_dataset(
+        CTImageStorage, modality="CT", patient_name=patient_name, patient_id=patient_id, birth_date=birth_date
+    )
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.BodyPartExamined = "CHEST"
     ds.FrameOfReferenceUID = generate_uid()
@@ -70,8 +76,7 @@ def to_dicom(hu: np.ndarray, *, pixel_spacing: tuple[float, float] = (0.7, 0.7),
     ds.SliceThickness = "1.0"
     ds.ImagePositionPatient = ["0", "0", "0"]
     ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-    dicom_part10.set_pixels(ds, stored, bits_stored=12, photometric="MONOCHROME2",
-                            pixel_spacing=pixel_spacing)
+    dicom_part10.set_pixels(ds, stored, bits_stored=12, photometric="MONOCHROME2", pixel_spacing=pixel_spacing)
     ds.RescaleIntercept = str(RESCALE_INTERCEPT)
     ds.RescaleSlope = "1"
     ds.RescaleType = "HU"
@@ -93,21 +98,29 @@ def _radius(x, y, cx, cy, ax, ay, power=2.0):
 def _slice(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     u = rng.uniform
     # --- every parameter first, so that the pixel grid never changes the random stream ---
-    body = dict(cx=u(-0.03, 0.03), cy=u(-0.02, 0.06), ax=u(0.80, 0.94), ay=u(0.56, 0.72),
-                power=u(2.0, 2.6))
+    body = dict(cx=u(-0.03, 0.03), cy=u(-0.02, 0.06), ax=u(0.80, 0.94), ay=u(0.56, 0.72), power=u(2.0, 2.6))
     fat_rim = u(0.04, 0.10)
     lung_ay, lung_cy = body["ay"] * u(0.62, 0.75), body["cy"] + u(-0.06, 0.02)
-    lungs = [dict(cx=body["cx"] + side * u(0.31, 0.40), cy=lung_cy, ax=u(0.25, 0.33),
-                  ay=lung_ay * u(0.93, 1.07), power=u(1.8, 2.5)) for side in (-1.0, 1.0)]
-    heart = dict(cx=body["cx"] + u(0.02, 0.15), cy=body["cy"] + u(-0.22, -0.08),
-                 ax=u(0.18, 0.26), ay=u(0.16, 0.24))
+    lungs = [
+        dict(
+            cx=body["cx"] + side * u(0.31, 0.40),
+            cy=lung_cy,
+            ax=u(0.25, 0.33),
+            ay=lung_ay * u(0.93, 1.07),
+            power=u(1.8, 2.5),
+        )
+        for side in (-1.0, 1.0)
+    ]
+    heart = dict(cx=body["cx"] + u(0.02, 0.15), cy=body["cy"] + u(-0.22, -0.08), ax=u(0.18, 0.26), ay=u(0.16, 0.24))
     spine = dict(cx=body["cx"], cy=body["cy"] + body["ay"] * u(0.62, 0.72), r=u(0.08, 0.11))
     ribs = [(side, u(-0.9, 0.9), u(0.018, 0.03)) for side in (-1, 1) for _ in range(5)]
     tissue_hu, lung_hu = SOFT_TISSUE_HU + u(-15, 15), LUNG_HU + u(-40, 40)
     bone_hu = BONE_HU + u(-100, 150)
     gravity = u(0.0, 120.0)  # dependent (posterior) lung is denser
-    vessels = [(int(rng.integers(2)), u(0, 2 * np.pi), np.sqrt(u(0, 0.9)), u(0.006, 0.02),
-                u(-200, 60)) for _ in range(int(rng.integers(6, 20)))]
+    vessels = [
+        (int(rng.integers(2)), u(0, 2 * np.pi), np.sqrt(u(0, 0.9)), u(0.006, 0.02), u(-200, 60))
+        for _ in range(int(rng.integers(6, 20)))
+    ]
     lesion = _draw_lesion(rng, lungs, heart) if u() >= LESION_FREE_FRACTION else None
     noise_hu = u(8.0, 35.0)
 
@@ -161,8 +174,13 @@ def _draw_lesion(rng: np.random.Generator, lungs: list[dict], heart: dict) -> di
         cy = lung["cy"] + rho * lung["ay"] * np.sin(theta)
         if _radius(cx, cy, **lung) < 0.9 and _radius(cx, cy, **heart) > 1.2:
             break
-    shape = dict(cx=cx, cy=cy, radius=rng.uniform(0.05, 0.16), lobes=rng.uniform(0.0, 0.2, 3),
-                 phases=rng.uniform(0, 2 * np.pi, 3))
+    shape = dict(
+        cx=cx,
+        cy=cy,
+        radius=rng.uniform(0.05, 0.16),
+        lobes=rng.uniform(0.0, 0.2, 3),
+        phases=rng.uniform(0, 2 * np.pi, 3),
+    )
     return dict(shape=shape, hu=rng.uniform(-300.0, 80.0), blur=rng.uniform(1.0, 3.0))
 
 

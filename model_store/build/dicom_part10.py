@@ -11,11 +11,10 @@ import io
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 
-def new_dataset(sop_class_uid: str, *, modality: str, patient_name: str, patient_id: str,
-                birth_date: str) -> Dataset:
+def new_dataset(sop_class_uid: str, *, modality: str, patient_name: str, patient_id: str, birth_date: str) -> Dataset:
     """A dataset with file meta, new study/series/instance UIDs and the patient module."""
     sop_instance_uid = generate_uid()
     meta = FileMetaDataset()
@@ -45,8 +44,9 @@ def new_dataset(sop_class_uid: str, *, modality: str, patient_name: str, patient
     return ds
 
 
-def set_pixels(ds: Dataset, stored: np.ndarray, *, bits_stored: int, photometric: str,
-               pixel_spacing: tuple[float, float]) -> None:
+def set_pixels(
+    ds: Dataset, stored: np.ndarray, *, bits_stored: int, photometric: str, pixel_spacing: tuple[float, float]
+) -> None:
     """Attach an unsigned 16-bit-allocated grayscale image (the Image Pixel module)."""
     if stored.dtype != np.uint16 or stored.ndim != 2:
         raise ValueError("stored pixels must be a 2-D uint16 array")

@@ -24,28 +24,110 @@ PAD_ID, UNK_ID = 0, 1
 
 # Per specialty (routine has none of its own): complaints, exam findings, tests, plans.
 SYMPTOMS = {
-    "cardiology": ["chest pain", "cp", "chest tightness", "chest pressure", "substernal chest discomfort",
-                   "palpitations", "racing heart", "heart pounding", "syncope", "passing out",
-                   "leg swelling", "ankle edema", "orthopnea", "exertional chest pain", "dyspnea on exertion"],
-    "respiratory": ["cough", "productive cough", "shortness of breath", "sob", "dyspnea", "wheezing", "wheeze",
-                    "hemoptysis", "coughing up blood", "pleuritic pain", "green sputum", "chest congestion",
-                    "difficulty breathing", "night sweats and cough", "dry cough"],
-    "neurology": ["headache", "ha", "migraine", "dizziness", "vertigo", "numbness", "tingling in hands",
-                  "weakness of left arm", "slurred speech", "facial droop", "seizure", "blurred vision",
-                  "confusion", "memory loss", "tremor", "word finding difficulty"],
-    "gastroenterology": ["abdominal pain", "abd pain", "epigastric pain", "nausea", "vomiting", "n v",
-                         "diarrhea", "constipation", "heartburn", "reflux", "blood in stool", "melena",
-                         "bloating", "jaundice", "dysphagia", "ruq pain"],
+    "cardiology": [
+        "chest pain",
+        "cp",
+        "chest tightness",
+        "chest pressure",
+        "substernal chest discomfort",
+        "palpitations",
+        "racing heart",
+        "heart pounding",
+        "syncope",
+        "passing out",
+        "leg swelling",
+        "ankle edema",
+        "orthopnea",
+        "exertional chest pain",
+        "dyspnea on exertion",
+    ],
+    "respiratory": [
+        "cough",
+        "productive cough",
+        "shortness of breath",
+        "sob",
+        "dyspnea",
+        "wheezing",
+        "wheeze",
+        "hemoptysis",
+        "coughing up blood",
+        "pleuritic pain",
+        "green sputum",
+        "chest congestion",
+        "difficulty breathing",
+        "night sweats and cough",
+        "dry cough",
+    ],
+    "neurology": [
+        "headache",
+        "ha",
+        "migraine",
+        "dizziness",
+        "vertigo",
+        "numbness",
+        "tingling in hands",
+        "weakness of left arm",
+        "slurred speech",
+        "facial droop",
+        "seizure",
+        "blurred vision",
+        "confusion",
+        "memory loss",
+        "tremor",
+        "word finding difficulty",
+    ],
+    "gastroenterology": [
+        "abdominal pain",
+        "abd pain",
+        "epigastric pain",
+        "nausea",
+        "vomiting",
+        "n v",
+        "diarrhea",
+        "constipation",
+        "heartburn",
+        "reflux",
+        "blood in stool",
+        "melena",
+        "bloating",
+        "jaundice",
+        "dysphagia",
+        "ruq pain",
+    ],
 }
 FINDINGS = {
-    "cardiology": ["irregularly irregular rhythm", "systolic murmur", "jvd to angle of jaw", "tachycardic to 120s",
-                   "bilateral pitting edema", "s3 gallop"],
-    "respiratory": ["crackles at bases", "diffuse expiratory wheezes", "decreased breath sounds on right",
-                    "sat 89 percent on ra", "coarse rhonchi", "accessory muscle use"],
-    "neurology": ["left sided weakness 4 of 5", "positive romberg", "horizontal nystagmus", "pronator drift",
-                  "left facial droop", "ataxic gait"],
-    "gastroenterology": ["ruq tenderness", "epigastric tenderness", "guarding", "hyperactive bowel sounds",
-                         "positive murphy sign", "distended abdomen"],
+    "cardiology": [
+        "irregularly irregular rhythm",
+        "systolic murmur",
+        "jvd to angle of jaw",
+        "tachycardic to 120s",
+        "bilateral pitting edema",
+        "s3 gallop",
+    ],
+    "respiratory": [
+        "crackles at bases",
+        "diffuse expiratory wheezes",
+        "decreased breath sounds on right",
+        "sat 89 percent on ra",
+        "coarse rhonchi",
+        "accessory muscle use",
+    ],
+    "neurology": [
+        "left sided weakness 4 of 5",
+        "positive romberg",
+        "horizontal nystagmus",
+        "pronator drift",
+        "left facial droop",
+        "ataxic gait",
+    ],
+    "gastroenterology": [
+        "ruq tenderness",
+        "epigastric tenderness",
+        "guarding",
+        "hyperactive bowel sounds",
+        "positive murphy sign",
+        "distended abdomen",
+    ],
 }
 TESTS = {
     "cardiology": ["ecg", "ekg", "troponin", "echo", "stress test", "holter monitor", "bnp"],
@@ -54,36 +136,147 @@ TESTS = {
     "gastroenterology": ["lfts", "lipase", "abdominal ultrasound", "colonoscopy", "egd", "stool studies"],
 }
 PLANS = {
-    "cardiology": ["start aspirin 81", "start metoprolol", "refer to cardiology", "cardiology consult",
-                   "nitroglycerin prn", "start furosemide", "anticoagulation discussed"],
-    "respiratory": ["albuterol nebs", "start prednisone burst", "azithromycin x 5 days", "pulm consult",
-                    "inhaler technique reviewed", "start tiotropium", "incentive spirometry"],
-    "neurology": ["neurology consult", "start sumatriptan", "stroke alert called", "start levetiracetam",
-                  "refer to neuro", "seizure precautions"],
-    "gastroenterology": ["start omeprazole", "ppi bid", "gi consult", "clear liquid diet", "ondansetron prn",
-                         "refer to gastroenterology", "hold nsaids"],
+    "cardiology": [
+        "start aspirin 81",
+        "start metoprolol",
+        "refer to cardiology",
+        "cardiology consult",
+        "nitroglycerin prn",
+        "start furosemide",
+        "anticoagulation discussed",
+    ],
+    "respiratory": [
+        "albuterol nebs",
+        "start prednisone burst",
+        "azithromycin x 5 days",
+        "pulm consult",
+        "inhaler technique reviewed",
+        "start tiotropium",
+        "incentive spirometry",
+    ],
+    "neurology": [
+        "neurology consult",
+        "start sumatriptan",
+        "stroke alert called",
+        "start levetiracetam",
+        "refer to neuro",
+        "seizure precautions",
+    ],
+    "gastroenterology": [
+        "start omeprazole",
+        "ppi bid",
+        "gi consult",
+        "clear liquid diet",
+        "ondansetron prn",
+        "refer to gastroenterology",
+        "hold nsaids",
+    ],
 }
-HISTORY = ["htn", "hypertension", "cad", "chf", "afib", "mi in 2015", "copd", "asthma", "osa", "migraines",
-           "prior stroke", "epilepsy", "gerd", "ibs", "cholecystectomy", "t2dm", "hyperlipidemia", "hypothyroidism"]
-ROUTINE_REASONS = ["annual physical", "annual wellness visit", "routine follow up", "medication refill",
-                   "flu vaccine", "pre employment physical", "well visit", "health maintenance visit",
-                   "routine check up", "preventive care visit"]
-ROUTINE_PLANS = ["continue current meds", "labs in 1 year", "return in 12 months", "age appropriate screening discussed",
-                 "vaccines up to date", "diet and exercise counseling", "refills sent", "rtc prn"]
-MINOR_COMPLAINTS = ["dry skin", "seasonal allergies", "mild fatigue", "knee stiffness", "trouble sleeping",
-                    "low back stiffness", "a wart on r hand"]
-GENERIC_PLANS = ["follow up in 1 week", "return precautions given", "symptomatic care", "recheck in 2 weeks",
-                 "call if worse", "labs today", "pt agrees with plan"]
-FILLER = ["pt seen with daughter.", "vitals reviewed.", "discussed with attending.", "nonsmoker.",
-          "former smoker 20 pack years.", "lives alone.", "no known drug allergies.", "nkda.", "allergic to pcn.",
-          "works as a teacher.", "etoh socially.", "pt is a poor historian.", "interpreter used."]
+HISTORY = [
+    "htn",
+    "hypertension",
+    "cad",
+    "chf",
+    "afib",
+    "mi in 2015",
+    "copd",
+    "asthma",
+    "osa",
+    "migraines",
+    "prior stroke",
+    "epilepsy",
+    "gerd",
+    "ibs",
+    "cholecystectomy",
+    "t2dm",
+    "hyperlipidemia",
+    "hypothyroidism",
+]
+ROUTINE_REASONS = [
+    "annual physical",
+    "annual wellness visit",
+    "routine follow up",
+    "medication refill",
+    "flu vaccine",
+    "pre employment physical",
+    "well visit",
+    "health maintenance visit",
+    "routine check up",
+    "preventive care visit",
+]
+ROUTINE_PLANS = [
+    "continue current meds",
+    "labs in 1 year",
+    "return in 12 months",
+    "age appropriate screening discussed",
+    "vaccines up to date",
+    "diet and exercise counseling",
+    "refills sent",
+    "rtc prn",
+]
+MINOR_COMPLAINTS = [
+    "dry skin",
+    "seasonal allergies",
+    "mild fatigue",
+    "knee stiffness",
+    "trouble sleeping",
+    "low back stiffness",
+    "a wart on r hand",
+]
+GENERIC_PLANS = [
+    "follow up in 1 week",
+    "return precautions given",
+    "symptomatic care",
+    "recheck in 2 weeks",
+    "call if worse",
+    "labs today",
+    "pt agrees with plan",
+]
+FILLER = [
+    "pt seen with daughter.",
+    "vitals reviewed.",
+    "discussed with attending.",
+    "nonsmoker.",
+    "former smoker 20 pack years.",
+    "lives alone.",
+    "no known drug allergies.",
+    "nkda.",
+    "allergic to pcn.",
+    "works as a teacher.",
+    "etoh socially.",
+    "pt is a poor historian.",
+    "interpreter used.",
+]
 
-POSITIVE = ["c/o {}", "reports {}", "complains of {}", "presents with {}", "endorses {}", "{} x {d}",
-            "here for {}", "new onset {}", "worsening {} for {d}", "cc: {}", "{} for {d}", "having {}",
-            "patient reports {}", "pt states {} x {d}"]
+POSITIVE = [
+    "c/o {}",
+    "reports {}",
+    "complains of {}",
+    "presents with {}",
+    "endorses {}",
+    "{} x {d}",
+    "here for {}",
+    "new onset {}",
+    "worsening {} for {d}",
+    "cc: {}",
+    "{} for {d}",
+    "having {}",
+    "patient reports {}",
+    "pt states {} x {d}",
+]
 QUALIFIERS = ["severe", "mild", "intermittent", "constant", "sudden", "acute", "progressive", "recurrent"]
-NEGATIVE = ["denies {}", "no {}", "negative for {}", "{} denied", "without {}", "no complaints of {}",
-            "ros negative for {}", "pt denies any {}", "no hx of recent {}", "does not report {}"]
+NEGATIVE = [
+    "denies {}",
+    "no {}",
+    "negative for {}",
+    "{} denied",
+    "without {}",
+    "no complaints of {}",
+    "ros negative for {}",
+    "pt denies any {}",
+    "no hx of recent {}",
+    "does not report {}",
+]
 RESOLVED = ["prior {} now resolved", "{} resolved", "had {} last year, none since", "no further {}"]
 DURATIONS = ["2 days", "3 days", "1 week", "2 weeks", "a month", "several hours", "3 hrs", "yesterday", "2d", "1 wk"]
 
@@ -112,9 +305,9 @@ def _typo(rng: np.random.Generator, word: str) -> str:
     i = int(rng.integers(1, len(word) - 1))
     kind = rng.integers(3)
     if kind == 0:
-        return word[:i] + word[i + 1:]  # dropped letter
+        return word[:i] + word[i + 1 :]  # dropped letter
     if kind == 1:
-        return word[:i - 1] + word[i] + word[i - 1] + word[i + 1:]  # swapped letters
+        return word[: i - 1] + word[i] + word[i - 1] + word[i + 1 :]  # swapped letters
     return word[:i] + word[i] + word[i:]  # doubled letter
 
 
@@ -135,7 +328,11 @@ def _negatives(rng: np.random.Generator, symptoms: list[str]) -> list[str]:
     while rest:
         k = int(rng.integers(1, 4))
         group, rest = rest[:k], rest[k:]
-        listed = group[0] if len(group) == 1 else ", ".join(group[:-1]) + f" {_pick(rng, ['or', 'and', 'nor'])[0]} {group[-1]}"
+        listed = (
+            group[0]
+            if len(group) == 1
+            else ", ".join(group[:-1]) + f" {_pick(rng, ['or', 'and', 'nor'])[0]} {group[-1]}"
+        )
         phrases.append(_phrase(rng, NEGATIVE, listed))
     return phrases
 
@@ -150,8 +347,10 @@ def _normal_test(rng: np.random.Generator, specialty: str) -> str:
 
 
 def _vitals(rng: np.random.Generator) -> str:
-    return (f"bp {rng.integers(100, 165)}/{rng.integers(60, 100)} hr {rng.integers(55, 115)} "
-            f"rr {rng.integers(12, 26)} t {rng.integers(970, 1013) / 10:.1f} spo2 {rng.integers(88, 100)}%")
+    return (
+        f"bp {rng.integers(100, 165)}/{rng.integers(60, 100)} hr {rng.integers(55, 115)} "
+        f"rr {rng.integers(12, 26)} t {rng.integers(970, 1013) / 10:.1f} spo2 {rng.integers(88, 100)}%"
+    )
 
 
 def _note(rng: np.random.Generator, category: str) -> str:
@@ -160,7 +359,9 @@ def _note(rng: np.random.Generator, category: str) -> str:
     sections: list[str] = []
     specialties = list(SYMPTOMS)
     if category == "routine":
-        opening += f" {_pick(rng, ['presents for', 'here for', 'seen for', 'scheduled'])[0]} {_pick(rng, ROUTINE_REASONS)[0]}."
+        opening += (
+            f" {_pick(rng, ['presents for', 'here for', 'seen for', 'scheduled'])[0]} {_pick(rng, ROUTINE_REASONS)[0]}."
+        )
         if rng.random() < 0.4:  # a complaint no specialty would claim
             opening += f" {_phrase(rng, POSITIVE, _pick(rng, MINOR_COMPLAINTS)[0])}."
         else:
@@ -193,7 +394,9 @@ def _note(rng: np.random.Generator, category: str) -> str:
         # Most notes carry no test or plan of their own specialty: only the complaint tells.
         if rng.random() < 0.35:
             if rng.random() < 0.6:
-                sections.append(f"{_pick(rng, ['order', 'check', 'obtain', 'will get'])[0]} {_pick(rng, TESTS[category])[0]}")
+                sections.append(
+                    f"{_pick(rng, ['order', 'check', 'obtain', 'will get'])[0]} {_pick(rng, TESTS[category])[0]}"
+                )
             sections.append("plan: " + ", ".join(_pick(rng, PLANS[category], int(rng.integers(1, 3)))))
         else:
             sections.append("plan: " + ", ".join(_pick(rng, GENERIC_PLANS + ROUTINE_PLANS, int(rng.integers(1, 3)))))

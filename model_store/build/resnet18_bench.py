@@ -50,10 +50,16 @@ class _Graph:
         b = self.rng.standard_normal(cout) * 0.01  # a folded batch norm leaves a bias
         out = self.name("conv")
         pad = kernel // 2
-        self.nodes.append(helper.make_node(
-            "Conv", [x, self.weight(w, "w"), self.weight(b, "b")], [out],
-            kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4,
-        ))
+        self.nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, self.weight(w, "w"), self.weight(b, "b")],
+                [out],
+                kernel_shape=[kernel, kernel],
+                strides=[stride, stride],
+                pads=[pad] * 4,
+            )
+        )
         return out
 
     def op(self, kind: str, inputs: list[str], **attributes: object) -> str:
@@ -84,7 +90,8 @@ def build(seed: int = 0) -> onnx.ModelProto:
     logits = g.op("Gemm", [x, fc_w, fc_b], transB=1)
     g.nodes.append(helper.make_node("Softmax", [logits], ["probabilities"], axis=1))
     graph = helper.make_graph(
-        g.nodes, "resnet18_random",
+        g.nodes,
+        "resnet18_random",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 224, 224])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES])],
         initializer=g.weights,

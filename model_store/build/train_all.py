@@ -1,6 +1,6 @@
 """Retrain every reference model in the store, one after another (`make models`).
 
-    .venv/bin/python -m model_store.build.train_all
+.venv/bin/python -m model_store.build.train_all
 """
 
 from __future__ import annotations
@@ -8,8 +8,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ("train_scan_classifier", "train_scan_segmenter", "train_breast_mass",
-           "train_notes_classifier", "train_vitals_risk")
+MODULES = (
+    "train_scan_classifier",
+    "train_scan_segmenter",
+    "train_breast_mass",
+    "train_notes_classifier",
+    "train_vitals_risk",
+)
 
 
 def main() -> None:

@@ -32,8 +32,11 @@ class BreastMassMLP(nn.Module):
         self.register_buffer("mean", torch.from_numpy(mean).float())
         self.register_buffer("std", torch.from_numpy(std).float())
         self.net = nn.Sequential(
-            nn.Linear(30, 32), nn.ReLU(), nn.Dropout(0.2),
-            nn.Linear(32, 16), nn.ReLU(),
+            nn.Linear(30, 32),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(32, 16),
+            nn.ReLU(),
             nn.Linear(16, 2),
         )
 
@@ -62,32 +65,49 @@ def train(X: np.ndarray, y: np.ndarray) -> BreastMassMLP:
 
 
 def write_model_toml(features: list[str], accuracy: float, n: int) -> None:
-    common.write_model_toml(MODEL_DIR / "model.toml", [
-        (None, {"name": "breast_mass", "task": "tabular_classification", "max_batch_size": 64}),
-        ("[version_policy]", {"policy": "latest"}),
-        ("[[inputs]]", {"name": "features", "datatype": "FP32", "shape": [-1, 30]}),
-        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}),
-        ("[preprocessing]", {"features": features},
-         "Raw (unscaled) values in this order; standardisation is inside the graph."),
-        ("[postprocessing]", {"labels": list(LABELS), "positive_label": "malignant"}),
-        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
-        ("[card]", {
-            "summary": ("Small MLP (30-32-16-2) classifying a breast mass as benign or malignant "
-                        "from 30 fine-needle-aspirate nucleus measurements."),
-            "data": ("Wisconsin Diagnostic Breast Cancer set (real data, 569 samples: 212 "
-                     "malignant, 357 benign), as shipped by scikit-learn (load_breast_cancer). "
-                     "Stratified 75/25 split, random_state=0; built by "
-                     "model_store/build/train_breast_mass.py."),
-            "intended_use": ("Demonstration and education: a small real tabular model to "
-                             "exercise the serving stack. Not for diagnosis."),
-            "limitations": ("A demonstration model, not for clinical use or diagnosis. 569 "
-                            "samples from a single institution in the early 1990s; features "
-                            "come from a specific digitised-image measurement protocol and will "
-                            "not transfer to other imaging or pathology workflows. Probabilities "
-                            "are not calibrated."),
-        }),
-        ("[card.metrics]", {"accuracy": accuracy, "heldout_n": n}),
-    ])
+    common.write_model_toml(
+        MODEL_DIR / "model.toml",
+        [
+            (None, {"name": "breast_mass", "task": "tabular_classification", "max_batch_size": 64}),
+            ("[version_policy]", {"policy": "latest"}),
+            ("[[inputs]]", {"name": "features", "datatype": "FP32", "shape": [-1, 30]}),
+            ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}),
+            (
+                "[preprocessing]",
+                {"features": features},
+                "Raw (unscaled) values in this order; standardisation is inside the graph.",
+            ),
+            ("[postprocessing]", {"labels": list(LABELS), "positive_label": "malignant"}),
+            ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+            (
+                "[card]",
+                {
+                    "summary": (
+                        "Small MLP (30-32-16-2) classifying a breast mass as benign or malignant "
+                        "from 30 fine-needle-aspirate nucleus measurements."
+                    ),
+                    "data": (
+                        "Wisconsin Diagnostic Breast Cancer set (real data, 569 samples: 212 "
+                        "malignant, 357 benign), as shipped by scikit-learn (load_breast_cancer). "
+                        "Stratified 75/25 split, random_state=0; built by "
+                        "model_store/build/train_breast_mass.py."
+                    ),
+                    "intended_use": (
+                        "Demonstration and education: a small real tabular model to "
+                        "exercise the serving stack. Not for diagnosis."
+                    ),
+                    "limitations": (
+                        "A demonstration model, not for clinical use or diagnosis. 569 "
+                        "samples from a single institution in the early 1990s; features "
+                        "come from a specific digitised-image measurement protocol and will "
+                        "not transfer to other imaging or pathology workflows. Probabilities "
+                        "are not calibrated."
+                    ),
+                },
+            ),
+            ("[card.metrics]", {"accuracy": accuracy, "heldout_n": n}),
+        ],
+    )
 
 
 def main() -> None:
@@ -106,8 +126,10 @@ def main() -> None:
     accuracy = float((onnx_probs.argmax(axis=1) == y_test).mean())
     assert accuracy >= 0.95, f"held-out accuracy {accuracy:.4f} below 0.95"
     write_model_toml(features, accuracy, len(y_test))
-    print(f"breast_mass: held-out accuracy {accuracy:.4f} on {len(y_test)}, "
-          f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes")
+    print(
+        f"breast_mass: held-out accuracy {accuracy:.4f} on {len(y_test)}, "
+        f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes"
+    )
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ def predict(model: NotesGRU, rows: list[list[int]], batch: int = 256) -> np.ndar
         return torch.cat([model(pad(rows[i : i + batch])) for i in range(0, len(rows), batch)]).numpy()
 
 
-def train(rows: list[list[int]], labels: np.ndarray, vocab_size: int,
-          val_rows: list[list[int]], val_labels: np.ndarray) -> NotesGRU:
+def train(
+    rows: list[list[int]], labels: np.ndarray, vocab_size: int, val_rows: list[list[int]], val_labels: np.ndarray
+) -> NotesGRU:
     model = NotesGRU(vocab_size)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(TRAIN_SEED)
@@ -118,39 +119,61 @@ def check_onnx(session: ort.InferenceSession, model: NotesGRU, vocab_size: int) 
 
 
 def write_model_toml(macro_f1: float, vocab_size: int) -> None:
-    common.write_model_toml(MODEL_DIR / "model.toml", [
-        (None, {"name": "notes_classifier", "task": "text_classification", "max_batch_size": 32}),
-        ("[version_policy]", {"policy": "latest"}),
-        ("[[inputs]]", {"name": "tokens", "datatype": "INT64", "shape": [-1, -1]}),
-        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32",
-                         "shape": [-1, len(corpus.CATEGORIES)]}),
-        ("[preprocessing]", {
-            "tokenizer": "regex", "pattern": corpus.PATTERN.pattern, "lowercase": True,
-            "vocab": VOCAB_PATH.name, "pad_id": corpus.PAD_ID, "unk_id": corpus.UNK_ID,
-            "max_tokens": corpus.MAX_TOKENS, "max_chars": 20000,
-        }, "Lowercase, take the regex's matches as tokens, map them through vocab.json (unknown -> unk_id),\n"
-           "keep the first max_tokens, right-pad a batch with pad_id. max_chars bounds the text accepted."),
-        ("[postprocessing]", {"labels": corpus.CATEGORIES}),
-        ("[versions.1.sha256]", {path.name: common.sha256(path) for path in (ONNX_PATH, VOCAB_PATH)}),
-        ("[card]", {
-            "summary": (f"Bidirectional GRU over word tokens ({vocab_size} known words) that routes "
+    common.write_model_toml(
+        MODEL_DIR / "model.toml",
+        [
+            (None, {"name": "notes_classifier", "task": "text_classification", "max_batch_size": 32}),
+            ("[version_policy]", {"policy": "latest"}),
+            ("[[inputs]]", {"name": "tokens", "datatype": "INT64", "shape": [-1, -1]}),
+            ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(corpus.CATEGORIES)]}),
+            (
+                "[preprocessing]",
+                {
+                    "tokenizer": "regex",
+                    "pattern": corpus.PATTERN.pattern,
+                    "lowercase": True,
+                    "vocab": VOCAB_PATH.name,
+                    "pad_id": corpus.PAD_ID,
+                    "unk_id": corpus.UNK_ID,
+                    "max_tokens": corpus.MAX_TOKENS,
+                    "max_chars": 20000,
+                },
+                "Lowercase, take the regex's matches as tokens, map them through vocab.json (unknown -> unk_id),\n"
+                "keep the first max_tokens, right-pad a batch with pad_id. max_chars bounds the text accepted.",
+            ),
+            ("[postprocessing]", {"labels": corpus.CATEGORIES}),
+            ("[versions.1.sha256]", {path.name: common.sha256(path) for path in (ONNX_PATH, VOCAB_PATH)}),
+            (
+                "[card]",
+                {
+                    "summary": (
+                        f"Bidirectional GRU over word tokens ({vocab_size} known words) that routes "
                         "a short clinical note to cardiology, respiratory, neurology, "
-                        "gastroenterology or routine care."),
-            "data": ("Synthetic notes from templates (model_store/build/notes_corpus.py): synonyms, "
-                     "abbreviations, typos, shuffled sections, and negated symptoms of other "
-                     "specialties so that word presence alone misleads. "
-                     f"Trained on {TRAIN_N} notes (seed {TRAIN_SEED}), epoch chosen on {VAL_N} "
-                     f"(seed {VAL_SEED}), scored on {HELDOUT_N} (seed {HELDOUT_SEED})."),
-            "intended_use": ("Demonstration of serving a text model with in-runtime tokenisation. "
-                             "Not for triage or any clinical decision."),
-            "limitations": ("demonstration model, not for clinical use. Trained only on "
-                            "template-generated English notes: real notes are longer, messier and "
-                            "use vocabulary it has never seen (unknown words are ignored). Reads "
-                            f"only the first {corpus.MAX_TOKENS} tokens. One label per note, even "
-                            "when a note has several problems."),
-        }),
-        ("[card.metrics]", {"macro_f1": macro_f1, "heldout_n": HELDOUT_N}),
-    ])
+                        "gastroenterology or routine care."
+                    ),
+                    "data": (
+                        "Synthetic notes from templates (model_store/build/notes_corpus.py): synonyms, "
+                        "abbreviations, typos, shuffled sections, and negated symptoms of other "
+                        "specialties so that word presence alone misleads. "
+                        f"Trained on {TRAIN_N} notes (seed {TRAIN_SEED}), epoch chosen on {VAL_N} "
+                        f"(seed {VAL_SEED}), scored on {HELDOUT_N} (seed {HELDOUT_SEED})."
+                    ),
+                    "intended_use": (
+                        "Demonstration of serving a text model with in-runtime tokenisation. "
+                        "Not for triage or any clinical decision."
+                    ),
+                    "limitations": (
+                        "demonstration model, not for clinical use. Trained only on "
+                        "template-generated English notes: real notes are longer, messier and "
+                        "use vocabulary it has never seen (unknown words are ignored). Reads "
+                        f"only the first {corpus.MAX_TOKENS} tokens. One label per note, even "
+                        "when a note has several problems."
+                    ),
+                },
+            ),
+            ("[card.metrics]", {"macro_f1": macro_f1, "heldout_n": HELDOUT_N}),
+        ],
+    )
 
 
 def main() -> None:
@@ -167,21 +190,25 @@ def main() -> None:
 
     model = train(encode(train_texts), train_labels, vocab_size, encode(val_texts), val_labels)
 
-    common.export_onnx(model, pad([[2, 3, 4, 5]]), ONNX_PATH, names=("tokens", "probabilities"),
-                       input_axes={1: "length"})
+    common.export_onnx(
+        model, pad([[2, 3, 4, 5]]), ONNX_PATH, names=("tokens", "probabilities"), input_axes={1: "length"}
+    )
     VOCAB_PATH.write_text(json.dumps(vocab, indent=0) + "\n")
     session = common.onnx_session(ONNX_PATH)
     check_onnx(session, model, vocab_size)
 
     # Score the served graph on the held-out draw, batched as the runtime would batch it.
     rows = encode(heldout_texts)
-    probs = np.concatenate([session.run(["probabilities"], {"tokens": pad(rows[i : i + 32]).numpy()})[0]
-                            for i in range(0, len(rows), 32)])
+    probs = np.concatenate(
+        [session.run(["probabilities"], {"tokens": pad(rows[i : i + 32]).numpy()})[0] for i in range(0, len(rows), 32)]
+    )
     macro_f1 = float(f1_score(heldout_labels, probs.argmax(axis=1), average="macro"))
     assert macro_f1 >= 0.9, f"held-out macro-F1 {macro_f1:.4f} below 0.9"
     write_model_toml(macro_f1, len(vocab))
-    print(f"notes_classifier: held-out macro-F1 {macro_f1:.4f} on {HELDOUT_N}, vocab {len(vocab)}, "
-          f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes")
+    print(
+        f"notes_classifier: held-out macro-F1 {macro_f1:.4f} on {HELDOUT_N}, vocab {len(vocab)}, "
+        f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes"
+    )
 
 
 if __name__ == "__main__":

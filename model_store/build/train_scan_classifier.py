@@ -42,10 +42,16 @@ class ScanClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *conv_block(1, 8), nn.MaxPool2d(2),
-            *conv_block(8, 16), nn.MaxPool2d(2),
-            *conv_block(16, 32), nn.MaxPool2d(2),
-            *conv_block(32, 32), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+            *conv_block(1, 8),
+            nn.MaxPool2d(2),
+            *conv_block(8, 16),
+            nn.MaxPool2d(2),
+            *conv_block(16, 32),
+            nn.MaxPool2d(2),
+            *conv_block(32, 32),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(32, 2)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -59,7 +65,9 @@ def phantoms(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train(images: torch.Tensor, labels: torch.Tensor) -> ScanClassifier:
     model = ScanClassifier()
-    common.fit(model, images, labels, nn.functional.cross_entropy, epochs=EPOCHS, batch=BATCH, learning_rate=LEARNING_RATE)
+    common.fit(
+        model, images, labels, nn.functional.cross_entropy, epochs=EPOCHS, batch=BATCH, learning_rate=LEARNING_RATE
+    )
     return model
 
 
@@ -73,8 +81,7 @@ def robustness_checks() -> None:
     images, labels = chest_phantoms.generate(500, 12345, SIZE)
     fresh = onnx_accuracy(common.quantize8(images)[:, None], labels)
     big, big_labels = chest_phantoms.generate(500, 12345, 2 * SIZE)
-    resized = np.stack([np.asarray(Image.fromarray(img).resize((SIZE, SIZE), Image.BILINEAR))
-                        for img in big])
+    resized = np.stack([np.asarray(Image.fromarray(img).resize((SIZE, SIZE), Image.BILINEAR)) for img in big])
     scaled = onnx_accuracy(resized.astype(np.float32)[:, None], big_labels)
     print(f"accuracy on seed 12345: {fresh:.4f}; drawn at 256, resized to 128: {scaled:.4f}")
     if min(fresh, scaled) < 0.95:
@@ -82,31 +89,44 @@ def robustness_checks() -> None:
 
 
 def write_model_toml(accuracy: float) -> None:
-    common.write_model_toml(MODEL_DIR / "model.toml", [
-        (None, {"name": "scan_classifier", "task": "image_classification", "max_batch_size": 32}),
-        ("[version_policy]", {"policy": "latest"}),
-        ("[[inputs]]", {"name": "image", "datatype": "FP32", "shape": [-1, 1, SIZE, SIZE]}),
-        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}),
-        ("[preprocessing]", {"color": "L", "size": [SIZE, SIZE], "mean": [0.0], "std": [1.0],
-                             "window_source": "file"}),
-        ("[postprocessing]", {"labels": list(chest_phantoms.LABELS)}),
-        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
-        ("[card]", {
-            "summary": "Flags a focal lung opacity on a frontal chest radiograph.",
-            "data": (f"Trained on {TRAIN_N} synthetic chest radiograph phantoms "
-                     f"(model_store/build/chest_phantoms.py, seed {TRAIN_SEED}), quantized to "
-                     "8 bits; balanced classes. No patient data."),
-            "intended_use": ("Exercising and testing the medfn serving stack end to end "
-                             "(PNG, JPEG and DICOM inputs, batching, model cards)."),
-            "limitations": ("demonstration model, not for clinical use. It is trained on "
-                            "synthetic phantoms only and has never seen a real radiograph; its "
-                            "outputs on real images are meaningless."),
-            "architecture": "4-block CNN (8-16-32-32 channels), global max pooling, softmax",
-            "training_script": "model_store/build/train_scan_classifier.py",
-        }),
-        ("[card.metrics]", {"accuracy": round(accuracy, 4), "heldout_n": HELDOUT_N,
-                            "heldout_seed": HELDOUT_SEED}),
-    ])
+    common.write_model_toml(
+        MODEL_DIR / "model.toml",
+        [
+            (None, {"name": "scan_classifier", "task": "image_classification", "max_batch_size": 32}),
+            ("[version_policy]", {"policy": "latest"}),
+            ("[[inputs]]", {"name": "image", "datatype": "FP32", "shape": [-1, 1, SIZE, SIZE]}),
+            ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}),
+            (
+                "[preprocessing]",
+                {"color": "L", "size": [SIZE, SIZE], "mean": [0.0], "std": [1.0], "window_source": "file"},
+            ),
+            ("[postprocessing]", {"labels": list(chest_phantoms.LABELS)}),
+            ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+            (
+                "[card]",
+                {
+                    "summary": "Flags a focal lung opacity on a frontal chest radiograph.",
+                    "data": (
+                        f"Trained on {TRAIN_N} synthetic chest radiograph phantoms "
+                        f"(model_store/build/chest_phantoms.py, seed {TRAIN_SEED}), quantized to "
+                        "8 bits; balanced classes. No patient data."
+                    ),
+                    "intended_use": (
+                        "Exercising and testing the medfn serving stack end to end "
+                        "(PNG, JPEG and DICOM inputs, batching, model cards)."
+                    ),
+                    "limitations": (
+                        "demonstration model, not for clinical use. It is trained on "
+                        "synthetic phantoms only and has never seen a real radiograph; its "
+                        "outputs on real images are meaningless."
+                    ),
+                    "architecture": "4-block CNN (8-16-32-32 channels), global max pooling, softmax",
+                    "training_script": "model_store/build/train_scan_classifier.py",
+                },
+            ),
+            ("[card.metrics]", {"accuracy": round(accuracy, 4), "heldout_n": HELDOUT_N, "heldout_seed": HELDOUT_SEED}),
+        ],
+    )
 
 
 def main() -> None:

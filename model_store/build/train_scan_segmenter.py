@@ -32,8 +32,7 @@ MIN_DICE = 0.88
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(2):
-        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False),
-                   nn.BatchNorm2d(cout), nn.ReLU()]
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -103,34 +102,53 @@ def dicom_path_dice(n: int = 100, seed: int = 12345) -> float:
 
 
 def write_model_toml(dice: float) -> None:
-    common.write_model_toml(MODEL_DIR / "model.toml", [
-        (None, {"name": "scan_segmenter", "task": "image_segmentation", "max_batch_size": 16}),
-        ("[version_policy]", {"policy": "latest"}),
-        ("[[inputs]]", {"name": "image", "datatype": "FP32", "shape": [-1, 1, SIZE, SIZE]}),
-        ("[[outputs]]", {"name": "probabilities", "datatype": "FP32",
-                         "shape": [-1, 1, SIZE, SIZE]}),
-        ("[preprocessing]", {"color": "L", "size": [SIZE, SIZE], "mean": [0.0], "std": [1.0],
-                             "window": list(WINDOW), "window_source": "model"}),
-        ("[postprocessing]", {"threshold": 0.5, "label": "lesion"}),
-        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
-        ("[card]", {
-            "summary": "Segments a lung lesion on an axial chest CT slice: per-pixel probability.",
-            "data": (f"Trained on {TRAIN_N} synthetic axial CT phantoms in Hounsfield units "
-                     f"(model_store/build/ct_phantoms.py, seed {TRAIN_SEED}), seen through a "
-                     "lung window (-600/1500) and quantized to 8 bits; about 10% have no lesion. "
-                     "No patient data."),
-            "intended_use": ("Exercising and testing the medfn serving stack end to end "
-                             "(DICOM in HU and PNG inputs, windowing, masks, batching)."),
-            "limitations": ("demonstration model, not for clinical use. It is trained on "
-                            "synthetic phantoms only and has never seen a real CT; its masks on "
-                            "real images are meaningless. It always applies its own lung window "
-                            "and ignores the window stored in a DICOM file."),
-            "architecture": "3-level U-Net (8-16-32 channels), sigmoid output",
-            "training_script": "model_store/build/train_scan_segmenter.py",
-        }),
-        ("[card.metrics]", {"dice": round(dice, 4), "heldout_n": HELDOUT_N,
-                            "heldout_seed": HELDOUT_SEED}),
-    ])
+    common.write_model_toml(
+        MODEL_DIR / "model.toml",
+        [
+            (None, {"name": "scan_segmenter", "task": "image_segmentation", "max_batch_size": 16}),
+            ("[version_policy]", {"policy": "latest"}),
+            ("[[inputs]]", {"name": "image", "datatype": "FP32", "shape": [-1, 1, SIZE, SIZE]}),
+            ("[[outputs]]", {"name": "probabilities", "datatype": "FP32", "shape": [-1, 1, SIZE, SIZE]}),
+            (
+                "[preprocessing]",
+                {
+                    "color": "L",
+                    "size": [SIZE, SIZE],
+                    "mean": [0.0],
+                    "std": [1.0],
+                    "window": list(WINDOW),
+                    "window_source": "model",
+                },
+            ),
+            ("[postprocessing]", {"threshold": 0.5, "label": "lesion"}),
+            ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+            (
+                "[card]",
+                {
+                    "summary": "Segments a lung lesion on an axial chest CT slice: per-pixel probability.",
+                    "data": (
+                        f"Trained on {TRAIN_N} synthetic axial CT phantoms in Hounsfield units "
+                        f"(model_store/build/ct_phantoms.py, seed {TRAIN_SEED}), seen through a "
+                        "lung window (-600/1500) and quantized to 8 bits; about 10% have no lesion. "
+                        "No patient data."
+                    ),
+                    "intended_use": (
+                        "Exercising and testing the medfn serving stack end to end "
+                        "(DICOM in HU and PNG inputs, windowing, masks, batching)."
+                    ),
+                    "limitations": (
+                        "demonstration model, not for clinical use. It is trained on "
+                        "synthetic phantoms only and has never seen a real CT; its masks on "
+                        "real images are meaningless. It always applies its own lung window "
+                        "and ignores the window stored in a DICOM file."
+                    ),
+                    "architecture": "3-level U-Net (8-16-32 channels), sigmoid output",
+                    "training_script": "model_store/build/train_scan_segmenter.py",
+                },
+            ),
+            ("[card.metrics]", {"dice": round(dice, 4), "heldout_n": HELDOUT_N, "heldout_seed": HELDOUT_SEED}),
+        ],
+    )
 
 
 def main() -> None:

@@ -42,8 +42,9 @@ class EncoderLayer(nn.Module):
         self.heads = heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.feedforward = nn.Sequential(nn.Linear(d_model, feedforward), nn.ReLU(), nn.Dropout(dropout),
-                                         nn.Linear(feedforward, d_model))
+        self.feedforward = nn.Sequential(
+            nn.Linear(d_model, feedforward), nn.ReLU(), nn.Dropout(dropout), nn.Linear(feedforward, d_model)
+        )
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -99,8 +100,9 @@ def predict(model: VitalsTransformer, series: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def train(series: list[np.ndarray], labels: np.ndarray,
-          val_series: list[np.ndarray], val_labels: np.ndarray) -> VitalsTransformer:
+def train(
+    series: list[np.ndarray], labels: np.ndarray, val_series: list[np.ndarray], val_labels: np.ndarray
+) -> VitalsTransformer:
     rows = np.concatenate(series)
     # consciousness is 0/1 and rarely 1: floor its std so a rare 1 does not become a huge input.
     model = VitalsTransformer(rows.mean(axis=0), np.maximum(rows.std(axis=0), 0.1))
@@ -137,48 +139,80 @@ def check_onnx(session: ort.InferenceSession, model: VitalsTransformer, series: 
 
 
 def write_model_toml(auroc: float, prevalence: float) -> None:
-    common.write_model_toml(MODEL_DIR / "model.toml", [
-        (None, {"name": "vitals_risk", "task": "timeseries_risk", "max_batch_size": 1},
-         "max_batch_size is 1: the graph has a batch axis, but series differ in length and it\n"
-         "takes no padding mask, so the runtime sends one whole series per request."),
-        ("[version_policy]", {"policy": "latest"}),
-        ("[[inputs]]", {"name": "vitals", "datatype": "FP32",
-                        "shape": [-1, -1, len(vitals_series.FEATURES)]}),
-        ("[[outputs]]", {"name": "risk", "datatype": "FP32", "shape": [-1, 1]}),
-        ("[preprocessing]", {"features": vitals_series.FEATURES, "max_length": 48, "min_length": 1},
-         "One row per hourly observation, oldest first, columns in this order, raw units\n"
-         "(beats/min, breaths/min, %, mmHg, degrees C, 0 alert / 1 not alert); normalisation is "
-         "in the graph."),
-        ("[preprocessing.ranges]", {
-            "heart_rate": [20, 250], "respiratory_rate": [0, 80], "spo2": [50, 100],
-            "systolic_bp": [40, 300], "temperature": [30, 45], "consciousness": [0, 1],
-        }, "Plausible values; anything outside is refused (422)."),
-        ("[preprocessing.categories.consciousness]", {"A": 0, "C": 1, "V": 1, "P": 1, "U": 1},
-         "ACVPU letters also accepted: alert 0, any other level 1."),
-        ("[postprocessing]", {"bands": [[0.0, "low"], [0.3, "medium"], [0.6, "high"]], "news2": True},
-         "bands: lower bounds of risk.\n"
-         "news2: the latest observation's NEWS2 (medfn.tasks.news2) comes back beside the risk."),
-        ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
-        ("[card]", {
-            "summary": ("Transformer encoder (2 layers, d_model 32, 4 heads) over up to 48 hourly "
+    common.write_model_toml(
+        MODEL_DIR / "model.toml",
+        [
+            (
+                None,
+                {"name": "vitals_risk", "task": "timeseries_risk", "max_batch_size": 1},
+                "max_batch_size is 1: the graph has a batch axis, but series differ in length and it\n"
+                "takes no padding mask, so the runtime sends one whole series per request.",
+            ),
+            ("[version_policy]", {"policy": "latest"}),
+            ("[[inputs]]", {"name": "vitals", "datatype": "FP32", "shape": [-1, -1, len(vitals_series.FEATURES)]}),
+            ("[[outputs]]", {"name": "risk", "datatype": "FP32", "shape": [-1, 1]}),
+            (
+                "[preprocessing]",
+                {"features": vitals_series.FEATURES, "max_length": 48, "min_length": 1},
+                "One row per hourly observation, oldest first, columns in this order, raw units\n"
+                "(beats/min, breaths/min, %, mmHg, degrees C, 0 alert / 1 not alert); normalisation is "
+                "in the graph.",
+            ),
+            (
+                "[preprocessing.ranges]",
+                {
+                    "heart_rate": [20, 250],
+                    "respiratory_rate": [0, 80],
+                    "spo2": [50, 100],
+                    "systolic_bp": [40, 300],
+                    "temperature": [30, 45],
+                    "consciousness": [0, 1],
+                },
+                "Plausible values; anything outside is refused (422).",
+            ),
+            (
+                "[preprocessing.categories.consciousness]",
+                {"A": 0, "C": 1, "V": 1, "P": 1, "U": 1},
+                "ACVPU letters also accepted: alert 0, any other level 1.",
+            ),
+            (
+                "[postprocessing]",
+                {"bands": [[0.0, "low"], [0.3, "medium"], [0.6, "high"]], "news2": True},
+                "bands: lower bounds of risk.\n"
+                "news2: the latest observation's NEWS2 (medfn.tasks.news2) comes back beside the risk.",
+            ),
+            ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
+            (
+                "[card]",
+                {
+                    "summary": (
+                        "Transformer encoder (2 layers, d_model 32, 4 heads) over up to 48 hourly "
                         "vital-sign observations; outputs the probability that NEWS2 reaches 5 or "
-                        "more four hours after the last observation."),
-            "data": ("Synthetic patients (model_store/build/vitals_series.py): stable, "
-                     "deteriorating (sepsis, respiratory, bleeding, neurological; varied onset and "
-                     "speed) and recovering courses with autocorrelated noise; label from NEWS2 "
-                     "(medfn.tasks.news2, room air) of the observation 4 h ahead, positive in "
-                     f"{prevalence:.0%}. Trained on {TRAIN_N} series (seed {TRAIN_SEED}), epoch "
-                     f"chosen on {VAL_N} (seed {VAL_SEED}), scored on {HELDOUT_N} "
-                     f"(seed {HELDOUT_SEED})."),
-            "intended_use": ("Demonstration of serving a sequence model with input validation. "
-                             "Not an early-warning system."),
-            "limitations": ("demonstration model, not for clinical use. Patients, courses and noise "
-                            "are simulated; the label is a NEWS2 threshold, itself only a screening "
-                            "aid. Assumes room air and SpO2 scale 1, knows nothing of treatment, and "
-                            "was trained on 6 to 48 hourly observations only."),
-        }),
-        ("[card.metrics]", {"auroc": auroc, "heldout_n": HELDOUT_N}),
-    ])
+                        "more four hours after the last observation."
+                    ),
+                    "data": (
+                        "Synthetic patients (model_store/build/vitals_series.py): stable, "
+                        "deteriorating (sepsis, respiratory, bleeding, neurological; varied onset and "
+                        "speed) and recovering courses with autocorrelated noise; label from NEWS2 "
+                        "(medfn.tasks.news2, room air) of the observation 4 h ahead, positive in "
+                        f"{prevalence:.0%}. Trained on {TRAIN_N} series (seed {TRAIN_SEED}), epoch "
+                        f"chosen on {VAL_N} (seed {VAL_SEED}), scored on {HELDOUT_N} "
+                        f"(seed {HELDOUT_SEED})."
+                    ),
+                    "intended_use": (
+                        "Demonstration of serving a sequence model with input validation. Not an early-warning system."
+                    ),
+                    "limitations": (
+                        "demonstration model, not for clinical use. Patients, courses and noise "
+                        "are simulated; the label is a NEWS2 threshold, itself only a screening "
+                        "aid. Assumes room air and SpO2 scale 1, knows nothing of treatment, and "
+                        "was trained on 6 to 48 hourly observations only."
+                    ),
+                },
+            ),
+            ("[card.metrics]", {"auroc": auroc, "heldout_n": HELDOUT_N}),
+        ],
+    )
 
 
 def main() -> None:
@@ -189,8 +223,13 @@ def main() -> None:
     heldout_series, heldout_labels = vitals_series.generate(HELDOUT_N, HELDOUT_SEED)
     model = train(series, labels, val_series, val_labels)
 
-    common.export_onnx(model, torch.zeros(1, 17, len(vitals_series.FEATURES)), ONNX_PATH,
-                       names=("vitals", "risk"), input_axes={1: "time"})
+    common.export_onnx(
+        model,
+        torch.zeros(1, 17, len(vitals_series.FEATURES)),
+        ONNX_PATH,
+        names=("vitals", "risk"),
+        input_axes={1: "time"},
+    )
     session = common.onnx_session(ONNX_PATH)
     check_onnx(session, model, heldout_series)
 
@@ -199,8 +238,10 @@ def main() -> None:
     auroc = float(roc_auc_score(heldout_labels, risk))
     assert auroc >= 0.85, f"held-out AUROC {auroc:.4f} below 0.85"
     write_model_toml(auroc, float(labels.mean()))
-    print(f"vitals_risk: held-out AUROC {auroc:.4f} on {HELDOUT_N} (prevalence {heldout_labels.mean():.3f}), "
-          f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes")
+    print(
+        f"vitals_risk: held-out AUROC {auroc:.4f} on {HELDOUT_N} (prevalence {heldout_labels.mean():.3f}), "
+        f"{time.process_time() - started:.1f}s CPU, {ONNX_PATH.stat().st_size} bytes"
+    )
 
 
 if __name__ == "__main__":

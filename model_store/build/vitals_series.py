@@ -84,10 +84,16 @@ def _patient(rng: np.random.Generator, length: int) -> np.ndarray:
 def news2_of(row: np.ndarray) -> int:
     """NEWS2 of one row in FEATURES order, on room air."""
     hr, rr, spo2, sbp, temp, not_alert = (float(v) for v in row)
-    return news2.score(news2.Observation(
-        respiratory_rate=rr, spo2=spo2, systolic_bp=sbp, heart_rate=hr, temperature=temp,
-        consciousness="C" if not_alert >= 0.5 else "A",
-    ))
+    return news2.score(
+        news2.Observation(
+            respiratory_rate=rr,
+            spo2=spo2,
+            systolic_bp=sbp,
+            heart_rate=hr,
+            temperature=temp,
+            consciousness="C" if not_alert >= 0.5 else "A",
+        )
+    )
 
 
 def generate(n: int, seed: int, min_len: int = 6, max_len: int = 48) -> tuple[list[np.ndarray], np.ndarray]:

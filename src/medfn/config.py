@@ -42,9 +42,7 @@ class TensorSpec:
         return cls(name=str(raw["name"]), datatype=datatype, shape=tuple(int(d) for d in raw["shape"]))
 
     def accepts_shape(self, shape: tuple[int, ...]) -> bool:
-        return len(shape) == len(self.shape) and all(
-            want < 0 or want == got for want, got in zip(self.shape, shape)
-        )
+        return len(shape) == len(self.shape) and all(want < 0 or want == got for want, got in zip(self.shape, shape))
 
 
 @dataclass(frozen=True)
@@ -97,10 +95,7 @@ class ModelConfig:
             preprocessing=dict(raw.get("preprocessing", {})),
             postprocessing=dict(raw.get("postprocessing", {})),
             dynamic_batching=dict(raw["dynamic_batching"]) if "dynamic_batching" in raw else None,
-            sha256={
-                int(version): dict(spec.get("sha256", {}))
-                for version, spec in raw.get("versions", {}).items()
-            },
+            sha256={int(version): dict(spec.get("sha256", {})) for version, spec in raw.get("versions", {}).items()},
             card=dict(raw.get("card", {})),
         )
 

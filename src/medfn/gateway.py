@@ -64,7 +64,9 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
     for entry in plane.entries():
         state = "ready" if entry.ready else f"NOT READY: {entry.reason}"
         log.info("model %s v%s (%s): %s", entry.name, entry.version, entry.task, state)
-    metering = local_metering(functions, Path(settings.usage_store), Path(settings.api_keys) if settings.api_keys else None)
+    metering = local_metering(
+        functions, Path(settings.usage_store), Path(settings.api_keys) if settings.api_keys else None
+    )
     app = create_app(plane, max_body_bytes=settings.max_body_bytes, title="medfn local gateway", metering=metering)
     if settings.batching:
         plane.start_batchers()

@@ -72,7 +72,11 @@ class Package:
 
     def summary(self) -> str:
         mib = 1024 * 1024
-        bytecode = "with python3.12 bytecode" if self.bytecode else "WITHOUT bytecode (no python3.12 found: slower cold starts)"
+        bytecode = (
+            "with python3.12 bytecode"
+            if self.bytecode
+            else "WITHOUT bytecode (no python3.12 found: slower cold starts)"
+        )
         return (
             f"{self.path}: {self.zipped_bytes / mib:.1f} MiB zipped (direct-upload limit 50), "
             f"{self.unzipped_bytes / mib:.1f} MiB unzipped (limit 250), {bytecode}"
@@ -110,7 +114,17 @@ def _pip(arch: str, *args: str) -> list[str]:
 def install_dependencies(wanted: list[str], arch: str, target: Path, wheel_cache: Path) -> None:
     """Install from the wheel cache; on a cache miss, download into it first, then retry."""
     wheel_cache.mkdir(parents=True, exist_ok=True)
-    offline = _pip(arch, "install", "--no-compile", "--no-index", "--find-links", str(wheel_cache), "--target", str(target), *wanted)
+    offline = _pip(
+        arch,
+        "install",
+        "--no-compile",
+        "--no-index",
+        "--find-links",
+        str(wheel_cache),
+        "--target",
+        str(target),
+        *wanted,
+    )
     if subprocess.run(offline, capture_output=True).returncode == 0:
         return
     for command in (_pip(arch, "download", "--dest", str(wheel_cache), *wanted), offline):

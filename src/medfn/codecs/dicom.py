@@ -89,11 +89,9 @@ def _check_transfer_syntax(ds: pydicom.Dataset) -> None:
         raise UnsupportedMediaType(f"DICOM transfer syntax {syntax.name} ({syntax}) is not supported")
 
 
-def _choose_window(
-    ds: pydicom.Dataset, values: np.ndarray, model_window: Window | None, prefer_file: bool
-) -> Window:
+def _choose_window(ds: pydicom.Dataset, values: np.ndarray, model_window: Window | None, prefer_file: bool) -> Window:
     file_window = _file_window(ds)
-    for candidate in ((file_window, model_window) if prefer_file else (model_window, file_window)):
+    for candidate in (file_window, model_window) if prefer_file else (model_window, file_window):
         if candidate is not None:
             return candidate
     low, high = float(values.min()), float(values.max())  # no window anywhere: full range

@@ -15,7 +15,17 @@ from medfn.errors import UnprocessableInput
 # or "I" depending on the Pillow version; both hold 16-bit samples.
 _MODE_SCALE = {"1": 1.0, "L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "RGB": 255.0}
 # Modes a model cannot take as they are: palette, alpha and other colour spaces.
-_CONVERT = {"P": "RGB", "PA": "RGB", "RGBA": "RGB", "RGBa": "RGB", "RGBX": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LA": "L", "La": "L"}
+_CONVERT = {
+    "P": "RGB",
+    "PA": "RGB",
+    "RGBA": "RGB",
+    "RGBa": "RGB",
+    "RGBX": "RGB",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "LA": "L",
+    "La": "L",
+}
 
 
 def decode_raster(data: bytes, source: str, max_pixels: int) -> DecodedImage:
@@ -26,9 +36,7 @@ def decode_raster(data: bytes, source: str, max_pixels: int) -> DecodedImage:
             image = Image.open(io.BytesIO(data))
             width, height = image.size  # read from the header; nothing decoded yet
             if width * height > max_pixels:
-                raise UnprocessableInput(
-                    f"image is {width}x{height} pixels, over the limit of {max_pixels} pixels"
-                )
+                raise UnprocessableInput(f"image is {width}x{height} pixels, over the limit of {max_pixels} pixels")
             image.load()
     except UnprocessableInput:
         raise

@@ -31,13 +31,18 @@ SECTIONS: dict[str, tuple[str, list[str], list[str]]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="fewer runs and requests (about 3 minutes); results in --out only")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs and requests (about 3 minutes); results in --out only"
+    )
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
     parser.add_argument(
-        "--out", type=Path, help="JSON results folder (default: .medfn/bench/results, or .medfn/bench/quick for --quick)"
+        "--out",
+        type=Path,
+        help="JSON results folder (default: .medfn/bench/results, or .medfn/bench/quick for --quick)",
     )
     parser.add_argument(
-        "--markdown", type=Path,
+        "--markdown",
+        type=Path,
         help="where the report goes (default: benchmarks/RESULTS.md for a full run, OUT/RESULTS.md for --quick)",
     )
 
@@ -51,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.only or list(SECTIONS):
         script, full, quick = SECTIONS[name]
-        command = [sys.executable, str(benchmarks / script), *(quick if args.quick else full), "--json", str(args.out / f"{name}.json")]
+        command = [
+            sys.executable,
+            str(benchmarks / script),
+            *(quick if args.quick else full),
+            "--json",
+            str(args.out / f"{name}.json"),
+        ]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         started, facts = time.monotonic(), run_facts(" ".join(["python", *command[1:]]))
         if subprocess.run(command).returncode == 0:
@@ -90,9 +101,15 @@ def _commit() -> str:
     report and plots an earlier run left do not count: every run rewrites them."""
     outputs = [f":(exclude){path}" for path in ("benchmarks/RESULTS.md", "benchmarks/bench_*.png")]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
-                                 capture_output=True, text=True, check=True).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *outputs],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" with uncommitted changes" if changed.strip() else "")

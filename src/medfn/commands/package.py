@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(package.summary())
     if package.unzipped_bytes > UNZIPPED_LIMIT:
-        print("over Lambda's 250 MiB unzipped limit: trim dependencies or set runtime = \"container\"")
+        print('over Lambda\'s 250 MiB unzipped limit: trim dependencies or set runtime = "container"')
         return 1
     if package.zipped_bytes > ZIP_LIMIT:
         print("over the 50 MiB direct-upload limit: fine for `medfn deploy` (CDK uploads through S3)")

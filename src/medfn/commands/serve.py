@@ -18,11 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-keys", type=Path, help="TOML of API keys and tiers to enforce as API Gateway does")
     parser.add_argument("--usage-store", type=Path, default=Path(".medfn") / "usage.sqlite3", help="SQLite usage store")
     parser.add_argument(
-        "--no-batching", action="store_true",
+        "--no-batching",
+        action="store_true",
         help="run every request alone, even for models whose model.toml has [dynamic_batching]",
     )
     parser.add_argument(
-        "--workers", type=int, default=1,
+        "--workers",
+        type=int,
+        default=1,
         help="server processes, each with its own sessions and batchers: one Python process parses "
         "a few hundred to a few thousand requests a second, a GPU runs far more",
     )

@@ -12,8 +12,12 @@ HELP = "process scans dropped into DIR/incoming: results in DIR/results, poison 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="the folder: incoming/, results/, quarantine/ and status.sqlite3 live here")
-    parser.add_argument("--function", help="the function whose model analyses the scans (default: the one with uploads)")
+    parser.add_argument(
+        "dir", type=Path, help="the folder: incoming/, results/, quarantine/ and status.sqlite3 live here"
+    )
+    parser.add_argument(
+        "--function", help="the function whose model analyses the scans (default: the one with uploads)"
+    )
     parser.add_argument("--functions", help="folder of functions/*/function.toml (default: ./functions)")
     parser.add_argument("--once", action="store_true", help="process what is there now, then exit")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between looks for new files")
@@ -30,14 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from medfn.errors import MedfnError
     from medfn.function import load_function
     from medfn.gateway import functions_dir
-    from medfn.pipeline.settings import PipelineSettings
-    from medfn.pipeline.worker import ScanWorker
     from medfn.pipeline.folder_storage import FolderStorage
     from medfn.pipeline.folder_watch import FolderWatch
+    from medfn.pipeline.settings import PipelineSettings
     from medfn.pipeline.sqlite_status import SqliteStatusTable
+    from medfn.pipeline.worker import ScanWorker
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     configs = [c for c in discover_functions(functions_dir(args.functions)) if c.uploads]
     chosen = [c for c in configs if args.function in (None, c.name)]
     if len(chosen) != 1:
@@ -56,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         settings = replace(settings, formats=tuple(dict.fromkeys((*settings.formats, "fhir"))))
     storage = FolderStorage(args.dir, settings)
     status = SqliteStatusTable(storage.root / "status.sqlite3")
-    worker = ScanWorker(plane=function.plane, model=function.config.model, storage=storage, status=status, settings=settings)
+    worker = ScanWorker(
+        plane=function.plane, model=function.config.model, storage=storage, status=status, settings=settings
+    )
     watch = FolderWatch(storage=storage, worker=worker, settle_s=args.settle, progress=not args.no_progress)
     if not args.once:
         print(f"watching {storage.incoming} (Ctrl-C to stop)", file=sys.stderr)

@@ -8,9 +8,9 @@ from starlette.responses import Response
 import medfn
 from medfn.errors import BadRequest
 from medfn.http.body import read_body
+from medfn.http.openapi import ref, returns
 from medfn.http.responses import JSONBody, request_id
 from medfn.http.routing import RequestRoute
-from medfn.http.openapi import ref, returns
 from medfn.inference_protocol import encode_response, parse_request
 from medfn.serving import InferencePlane, Model
 

@@ -16,8 +16,6 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 
-
-
 def ref(schema: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{schema}"}
 
@@ -45,7 +43,9 @@ def install_openapi(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in vars(models).values():
-                if not (isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__):
+                if not (
+                    isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == models.__name__
+                ):
                     continue
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
@@ -55,7 +55,10 @@ def install_openapi(app: FastAPI) -> None:
                     _document_path_parameters(path, operation)
                     responses = operation.setdefault("responses", {})
                     responses.pop("422", None)  # FastAPI's validation shape: ours is ErrorBody
-                    responses["4XX"] = {"description": "The request cannot be served; `error` says why", **_ERROR_RESPONSE}
+                    responses["4XX"] = {
+                        "description": "The request cannot be served; `error` says why",
+                        **_ERROR_RESPONSE,
+                    }
                     responses["5XX"] = {"description": "Model not ready (503), or an internal error", **_ERROR_RESPONSE}
             app.openapi_schema = schema
         return app.openapi_schema

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from medfn.http.body import task_payload
-from medfn.http.responses import JSONBody, request_id
 from medfn.http.openapi import returns
+from medfn.http.responses import JSONBody, request_id
 from medfn.http.routing import RequestRoute
 from medfn.serving import InferencePlane
 
@@ -31,10 +31,7 @@ def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
 
     @router.get("/v1/models", openapi_extra=returns("ModelList"))
     async def list_models() -> JSONBody:
-        rows = [
-            {**entry.__dict__, "version": str(entry.version)}
-            for entry in plane.entries()
-        ]
+        rows = [{**entry.__dict__, "version": str(entry.version)} for entry in plane.entries()]
         return JSONBody({"models": rows})
 
     @router.post(

@@ -61,7 +61,9 @@ def parse_request(body: bytes, header_length: int | None) -> InferRequest:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise BadRequest('each requested output needs a "name"')
         binary_flag = _parameters(raw).get("binary_data")
-        outputs[raw["name"]] = bool(binary_flag) if binary_flag is not None else bool(parameters.get("binary_data_output", False))
+        outputs[raw["name"]] = (
+            bool(binary_flag) if binary_flag is not None else bool(parameters.get("binary_data_output", False))
+        )
     request_id = document.get("id")
     return InferRequest(
         id=str(request_id) if request_id is not None else None,

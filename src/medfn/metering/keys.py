@@ -19,7 +19,7 @@ import threading
 import time
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from medfn.metering.tiers import Tier, load_tiers, parse_tiers
@@ -58,7 +58,7 @@ def load_keys(path: Path, default_tiers: Path | None = None) -> list[ApiKey]:
 
 def period_start(period: str, now: float) -> float:
     """Start of the current quota period, in UTC as API Gateway counts it."""
-    day = datetime.fromtimestamp(now, timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "WEEK":
         day -= timedelta(days=day.weekday())
     elif period == "MONTH":

@@ -121,7 +121,9 @@ def _request_id(scope: Scope, answered: dict[bytes, str]) -> str:
     """Lambda's own id where there is one (it ties the record to the invocation's logs), else
     the id the caller was answered with: the one it sent, or one the route made."""
     context = scope.get("aws.context")
-    return str(getattr(context, "aws_request_id", "") or answered.get(b"x-request-id") or _header(scope, b"x-request-id") or "")
+    return str(
+        getattr(context, "aws_request_id", "") or answered.get(b"x-request-id") or _header(scope, b"x-request-id") or ""
+    )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -19,7 +19,9 @@ SNAPSTART_CACHE_PER_GB_SECOND = 0.0000015046
 SNAPSTART_RESTORE_PER_GB = 0.0001397998
 
 
-def lambda_cost(duration_ms: float, memory_mb: int, requests: int = 1, per_gb_second: float = LAMBDA_ARM64_PER_GB_SECOND) -> float:
+def lambda_cost(
+    duration_ms: float, memory_mb: int, requests: int = 1, per_gb_second: float = LAMBDA_ARM64_PER_GB_SECOND
+) -> float:
     """Lambda's charge: duration billed per started millisecond × memory, plus the requests."""
     billed_seconds = -(-duration_ms // 1) / 1000  # Lambda rounds each call up to the next ms
     return billed_seconds * (memory_mb / 1024) * per_gb_second + requests * LAMBDA_PER_REQUEST
@@ -33,7 +35,9 @@ def lambda_cost(duration_ms: float, memory_mb: int, requests: int = 1, per_gb_se
 # processed) from AWS's CloudFormation ServerlessConfig reference and SageMaker developer guide;
 # the per-second figures from aws.amazon.com/sagemaker/pricing as remembered, since the stored
 # copies searched did not show that table: re-read that page before quoting a customer.
-SAGEMAKER_PRICES_READ = "Serverless Inference billing model read 2026-11-22; its us-east-1 per-second rate remembered, not read"
+SAGEMAKER_PRICES_READ = (
+    "Serverless Inference billing model read 2026-11-22; its us-east-1 per-second rate remembered, not read"
+)
 SAGEMAKER_SERVERLESS_PER_GB_SECOND = 0.0000200
 SAGEMAKER_SERVERLESS_PER_GB_PROCESSED = 0.016
 SAGEMAKER_SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -46,4 +50,7 @@ def sagemaker_serverless_cost(duration_ms: float, memory_mb: int, bytes_in: int 
         raise ValueError(f"SageMaker Serverless Inference offers at most 6144 MB, not {memory_mb}")
     billed_seconds = -(-duration_ms // 1) / 1000
     data_gb = (bytes_in + bytes_out) / 1024**3
-    return billed_seconds * (size / 1024) * SAGEMAKER_SERVERLESS_PER_GB_SECOND + data_gb * SAGEMAKER_SERVERLESS_PER_GB_PROCESSED
+    return (
+        billed_seconds * (size / 1024) * SAGEMAKER_SERVERLESS_PER_GB_SECOND
+        + data_gb * SAGEMAKER_SERVERLESS_PER_GB_PROCESSED
+    )

@@ -48,8 +48,12 @@ class DynamoStatusTable:
 
     def count_failure(self, ref: ObjectRef) -> int | None:
         response = self._call(
-            "update_item", Key=_key(ref), UpdateExpression="ADD failures :one", ConditionExpression=_OPEN,
-            ExpressionAttributeValues={":one": {"N": "1"}, ":yes": {"BOOL": True}}, ReturnValues="UPDATED_NEW",
+            "update_item",
+            Key=_key(ref),
+            UpdateExpression="ADD failures :one",
+            ConditionExpression=_OPEN,
+            ExpressionAttributeValues={":one": {"N": "1"}, ":yes": {"BOOL": True}},
+            ReturnValues="UPDATED_NEW",
         )
         return None if response is None else int(response["Attributes"]["failures"]["N"])
 

@@ -27,7 +27,9 @@ def diagnostic_report(ref: ObjectRef, analysis: Analysis, processed_at: str) -> 
     if body.get("sop_instance_uid"):
         identifiers.append({"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{body['sop_instance_uid']}"})
     observations = [
-        _observation(f"label-{i}", str(entry["label"]), float(entry["probability"]), "probability", "1", analysis, processed_at)
+        _observation(
+            f"label-{i}", str(entry["label"]), float(entry["probability"]), "probability", "1", analysis, processed_at
+        )
         for i, entry in enumerate(body.get("labels", []))
     ]
     if "area_mm2" in body:  # segmentation: the finding's size is what a report states

@@ -12,8 +12,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from medfn.errors import PayloadTooLarge
-from medfn.errors import ObjectMissing, StorageUnavailable
+from medfn.errors import ObjectMissing, PayloadTooLarge, StorageUnavailable
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.status import now_iso
 from medfn.pipeline.types import ObjectRef
@@ -38,8 +37,11 @@ class FolderStorage:
     def ref_for(self, path: Path) -> ObjectRef:
         stat = path.stat()
         return ObjectRef(
-            bucket=self.root.name, key=path.relative_to(self.incoming).as_posix(),
-            etag=f"{stat.st_size:x}-{stat.st_mtime_ns:x}", size=stat.st_size, scheme="file",
+            bucket=self.root.name,
+            key=path.relative_to(self.incoming).as_posix(),
+            etag=f"{stat.st_size:x}-{stat.st_mtime_ns:x}",
+            size=stat.st_size,
+            scheme="file",
         )
 
     def fetch(self, ref: ObjectRef) -> bytes:
@@ -68,7 +70,9 @@ class FolderStorage:
         except OSError as exc:
             raise StorageUnavailable("the file could not be copied to quarantine") from exc
         reason_doc = {"code": code, "reason": reason, "quarantined_at": now_iso()}
-        self._write_atomically(target.with_name(target.name + ".reason.json"), json.dumps(reason_doc, indent=2).encode())
+        self._write_atomically(
+            target.with_name(target.name + ".reason.json"), json.dumps(reason_doc, indent=2).encode()
+        )
         return str(target)
 
     def release(self, ref: ObjectRef) -> None:
@@ -78,7 +82,6 @@ class FolderStorage:
             raise ObjectMissing("the file no longer exists") from exc
         except OSError as exc:
             raise StorageUnavailable("the quarantined file could not be removed from incoming") from exc
-
 
     def _as_seen(self, ref: ObjectRef) -> Path:
         """The file `ref` names, while it is still the one seen (FileNotFoundError if gone)."""

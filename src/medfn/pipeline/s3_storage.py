@@ -8,8 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
-from medfn.errors import PayloadTooLarge
-from medfn.errors import ObjectMissing, StorageUnavailable
+from medfn.errors import ObjectMissing, PayloadTooLarge, StorageUnavailable
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.storage import RESULT_MEDIA_TYPES, tag_safe
 from medfn.pipeline.types import ObjectRef
@@ -61,7 +60,9 @@ class S3Storage:
                 current = self.client.get_object_tagging(Bucket=ref.bucket, Key=ref.key, **version)["TagSet"]
                 merged = {t["Key"]: t["Value"] for t in current} | tags
                 self.client.put_object_tagging(
-                    Bucket=ref.bucket, Key=ref.key, **version,
+                    Bucket=ref.bucket,
+                    Key=ref.key,
+                    **version,
                     Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in merged.items()]},
                 )
             return ref.uri

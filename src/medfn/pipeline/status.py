@@ -8,7 +8,7 @@ succeeds replaces it with the result; nothing else is ever replaced.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from medfn.pipeline.types import ObjectRef, Settled, StatusRecord
@@ -29,4 +29,4 @@ class StatusTable(Protocol):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from medfn.errors import BadRequest, NotFound, UnsupportedMediaType
@@ -61,7 +61,7 @@ def presign_upload(client: Any, targets: UploadTargets, model: str, content_type
     suffix = CONTENT_TYPES.get(content_type)
     if suffix is None:
         raise UnsupportedMediaType(f"content_type must be one of {sorted(CONTENT_TYPES)}")
-    day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
     key = f"{prefix}{day}/{uuid.uuid4().hex}{suffix}"
     url = client.generate_presigned_url(
         "put_object",

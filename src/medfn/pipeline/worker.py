@@ -18,8 +18,8 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from medfn.pipeline.analysis import Analysis, analyse
 from medfn.errors import ObjectMissing, TransientFailure
+from medfn.pipeline.analysis import Analysis, analyse
 from medfn.pipeline.failures import error_code, is_poison, safe_reason
 from medfn.pipeline.results import render
 from medfn.pipeline.settings import PipelineSettings
@@ -87,18 +87,27 @@ class ScanWorker:
 
     def _accept(self, ref: ObjectRef, analysis: Analysis) -> Handled:
         at = now_iso()
-        locations = [self.storage.write_result(ref, suffix, document)
-                     for suffix, document in render(ref, analysis, at, self.settings.formats).items()]
+        locations = [
+            self.storage.write_result(ref, suffix, document)
+            for suffix, document in render(ref, analysis, at, self.settings.formats).items()
+        ]
         body = analysis.body
         record = StatusRecord(
-            ref=ref, outcome="result", location=locations[0], model=analysis.model,
-            model_version=analysis.model_version, top_label=str(body.get("top_label", "")),
-            sop_instance_uid=str(body.get("sop_instance_uid", "")), recorded_at=at,
+            ref=ref,
+            outcome="result",
+            location=locations[0],
+            model=analysis.model,
+            model_version=analysis.model_version,
+            top_label=str(body.get("top_label", "")),
+            sop_instance_uid=str(body.get("sop_instance_uid", "")),
+            recorded_at=at,
         )
         if not self.status.record(record):
             log.info("recorded meanwhile by another delivery, kept theirs: %s", ref.key)
             return "duplicate"
-        log.info("result for %s (%s, sop %s): %s", ref.key, ref.identity, record.sop_instance_uid or "-", record.top_label)
+        log.info(
+            "result for %s (%s, sop %s): %s", ref.key, ref.identity, record.sop_instance_uid or "-", record.top_label
+        )
         return "result"
 
     def _reject(self, ref: ObjectRef, exc: BaseException, attempt: int | None) -> Handled:
@@ -108,8 +117,15 @@ class ScanWorker:
             # An object that is gone cannot be quarantined; its record says why.
             location = "" if isinstance(exc, ObjectMissing) else self.storage.quarantine(ref, code, reason)
             written = self.status.record(
-                StatusRecord(ref=ref, outcome="error", location=location, code=code, reason=reason,
-                             model=self.model, recorded_at=now_iso())
+                StatusRecord(
+                    ref=ref,
+                    outcome="error",
+                    location=location,
+                    code=code,
+                    reason=reason,
+                    model=self.model,
+                    recorded_at=now_iso(),
+                )
             )
             if location:
                 self._release(ref)
@@ -151,9 +167,16 @@ class ScanWorker:
         """The last attempt: the error record exists before the message goes to the DLQ."""
         try:
             self.status.record(
-                StatusRecord(ref=ref, outcome="error", code=error_code(exc), model=self.model,
-                             reason=f"gave up after {failures} attempts: {safe_reason(exc)}",
-                             attempts=failures, retryable=True, recorded_at=now_iso())
+                StatusRecord(
+                    ref=ref,
+                    outcome="error",
+                    code=error_code(exc),
+                    model=self.model,
+                    reason=f"gave up after {failures} attempts: {safe_reason(exc)}",
+                    attempts=failures,
+                    retryable=True,
+                    recorded_at=now_iso(),
+                )
             )
         except Exception:
             log.error("could not record the final failure of %s: the dead-letter queue holds it", ref.key)

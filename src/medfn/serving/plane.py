@@ -151,7 +151,10 @@ class InferencePlane:
             model.batcher = DynamicBatcher(f"{model.name} v{model.version}", model.execute, outputs, policy)
             log.info(
                 "model %s v%s batches up to %d rows, waiting at most %g ms",
-                model.name, model.version, policy.max_batch_size, policy.max_queue_delay_ms,
+                model.name,
+                model.version,
+                policy.max_batch_size,
+                policy.max_queue_delay_ms,
             )
             started.append(model.batcher)
         return started

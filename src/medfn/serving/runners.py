@@ -93,4 +93,3 @@ def server_runner() -> CostAwareRunner:
     from medfn.serving.sessions import available_cores
 
     return CostAwareRunner(available_cores())
-

@@ -53,8 +53,11 @@ def choose_providers(requested: str | None = None) -> list[str]:
     chosen = [p for p in wanted if p in available]
     if _CUDA in wanted and _CUDA not in available:
         # e.g. the CPU onnxruntime wheel installed over onnxruntime-gpu: say so, then serve anyway
-        log.warning("CUDA was requested but this onnxruntime has no %s (it has %s); falling back to CPU",
-                    _CUDA, sorted(available))
+        log.warning(
+            "CUDA was requested but this onnxruntime has no %s (it has %s); falling back to CPU",
+            _CUDA,
+            sorted(available),
+        )
     return chosen or [p for p in _PREFERRED_PROVIDERS if p in available]
 
 
@@ -81,8 +84,9 @@ def make_session(path: Path, threads: int | None = None, providers: str | None =
     active = session.get_providers()
     if _CUDA in chosen and _CUDA not in active:
         # onnxruntime-gpu without a driver, libcudart or cuDNN: ORT itself only logs at error level
-        log.warning("CUDA was requested but is not usable here (no GPU, driver or CUDA libraries); "
-                    "running %s on CPU", path.name)
+        log.warning(
+            "CUDA was requested but is not usable here (no GPU, driver or CUDA libraries); running %s on CPU", path.name
+        )
     if os.environ.get("MEDFN_REQUIRE_CUDA", "") == "1" and active[0] != _CUDA:
         raise RuntimeError(f"MEDFN_REQUIRE_CUDA=1 but {path.name} runs on {active[0]}")
     return session
@@ -105,7 +109,9 @@ class OverlapSessions:
     request at a time; a batcher's single thread) never pays for it.
     """
 
-    def __init__(self, main: ort.InferenceSession, make_narrow: Callable[[], ort.InferenceSession], threads: int) -> None:
+    def __init__(
+        self, main: ort.InferenceSession, make_narrow: Callable[[], ort.InferenceSession], threads: int
+    ) -> None:
         self.main = main
         self._make_narrow = make_narrow
         self._main_below = max(1, threads // 2)  # calls running elsewhere, at most, for main to be handed out

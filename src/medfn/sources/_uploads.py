@@ -25,8 +25,11 @@ class UploadSource:
 
         settings = PipelineSettings.from_env()
         self.worker = ScanWorker(
-            plane=function.plane, model=function.config.model, storage=S3Storage(settings),
-            status=DynamoStatusTable(settings.status_table), settings=settings,
+            plane=function.plane,
+            model=function.config.model,
+            storage=S3Storage(settings),
+            status=DynamoStatusTable(settings.status_table),
+            settings=settings,
         )
 
     def settle(self, announced: Announced, attempt: int | None = None) -> BatchSummary:

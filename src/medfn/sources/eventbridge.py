@@ -23,13 +23,17 @@ def from_s3_eventbridge(event: dict[str, Any]) -> Announced:
     if parsed.detail_type != "Object Created":
         return Announced(ignored=[f"EventBridge {parsed.detail_type!r}"])
     obj = parsed.detail.object
-    return Announced(objects=[ObjectRef(
-        bucket=parsed.detail.bucket.name,
-        key=obj.key,
-        version_id=obj.get("version-id") or None,
-        etag=obj.get("etag") or None,
-        size=int_or_none(obj.get("size")),
-    )])
+    return Announced(
+        objects=[
+            ObjectRef(
+                bucket=parsed.detail.bucket.name,
+                key=obj.key,
+                version_id=obj.get("version-id") or None,
+                etag=obj.get("etag") or None,
+                size=int_or_none(obj.get("size")),
+            )
+        ]
+    )
 
 
 class S3EventBridgeEvents(UploadSource):

@@ -16,8 +16,12 @@ from medfn.sources._uploads import UploadSource, int_or_none
 
 def is_s3_notification(event: dict[str, Any]) -> bool:
     records = event.get("Records")
-    return isinstance(records, list) and bool(records) and isinstance(records[0], dict) \
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], dict)
         and records[0].get("eventSource") == "aws:s3"
+    )
 
 
 def from_s3_notification(event: dict[str, Any]) -> Announced:
@@ -31,13 +35,15 @@ def from_s3_notification(event: dict[str, Any]) -> Announced:
             announced.ignored.append(f"S3 {name or 'event without a name'}")
             continue
         obj = record.s3.get_object
-        announced.objects.append(ObjectRef(
-            bucket=record.s3.bucket.name,
-            key=unquote_plus(obj.key),
-            version_id=obj.get("versionId") or None,
-            etag=obj.get("eTag") or None,
-            size=int_or_none(obj.get("size")),
-        ))
+        announced.objects.append(
+            ObjectRef(
+                bucket=record.s3.bucket.name,
+                key=unquote_plus(obj.key),
+                version_id=obj.get("versionId") or None,
+                etag=obj.get("eTag") or None,
+                size=int_or_none(obj.get("size")),
+            )
+        )
     return announced
 
 

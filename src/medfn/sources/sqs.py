@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 
 def is_sqs_batch(event: dict[str, Any]) -> bool:
     records = event.get("Records")
-    return isinstance(records, list) and bool(records) and isinstance(records[0], dict) \
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and isinstance(records[0], dict)
         and records[0].get("eventSource") == "aws:sqs"
+    )
 
 
 def from_message_body(body: Any) -> Announced:

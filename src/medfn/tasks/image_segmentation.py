@@ -45,7 +45,9 @@ class ImageSegmenter(ImageModel):
         height, width = image.pixels.shape[:2]
         if probabilities.shape != (height, width):
             probabilities = np.asarray(
-                Image.fromarray(probabilities.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+                Image.fromarray(probabilities.astype(np.float32), mode="F").resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
             )
         mask = (probabilities >= float(post.get("threshold", 0.5))).astype(np.uint8)
         png = mask_png(mask)

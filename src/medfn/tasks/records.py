@@ -46,7 +46,9 @@ def feature_row(record: Any, features: list[str], where: str = "") -> list[float
         raise UnprocessableInput(f"{where or 'body'} must be an object of named features")
     missing = [name for name in features if name not in record]
     if missing:
-        raise UnprocessableInput(f"{where}missing feature {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise UnprocessableInput(
+            f"{where}missing feature {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     unknown = sorted(set(record) - set(features))
     if unknown:
         raise UnprocessableInput(f"{where}unknown feature {unknown[0]!r}")

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from medfn.tasks import news2
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
+from medfn.tasks import news2
 from medfn.tasks.records import feature_row, load_json
 
 

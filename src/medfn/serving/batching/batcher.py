@@ -144,7 +144,9 @@ class DynamicBatcher:
             if any(array.ndim == 0 or array.shape[0] != rows for array in outputs.values()):
                 raise ValueError("an output has no batch axis to split")
         except Exception:
-            log.warning("a batch of %d requests of %s failed; running each alone", len(batch), self.label, exc_info=True)
+            log.warning(
+                "a batch of %d requests of %s failed; running each alone", len(batch), self.label, exc_info=True
+            )
             self.stats.fallback()
             for queued in batch:
                 self._run_alone(queued)
