@@ -94,7 +94,7 @@ def drive(url: str, body: bytes, headers: dict[str, str], requests: int, concurr
     processes = max(1, min(processes, concurrency))
     shares = [requests // processes + (i < requests % processes) for i in range(processes)]
     callers = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
-    jobs = [(url, body, headers, n, c) for n, c in zip(shares, callers)]
+    jobs = [(url, body, headers, n, c) for n, c in zip(shares, callers, strict=True)]
     if processes == 1:
         results = [_process(jobs[0])]
     else:

@@ -119,7 +119,7 @@ def shown(ratio: float, goal: float) -> str:
 
 def round_range(medfn: dict, peer: dict, figure: str, unit: str) -> str:
     """ ", rounds a-b": the lowest and highest of the per-round ratios, when there were rounds."""
-    pairs = list(zip(medfn.get("rounds", []), peer.get("rounds", [])))
+    pairs = list(zip(medfn.get("rounds", []), peer.get("rounds", []), strict=True))
     if len(pairs) < 2:
         return ""
     ratios = [m[figure] / p[figure] for m, p in pairs]
@@ -200,7 +200,7 @@ def plot(serving: dict, folder: Path) -> list[str]:
     models = list(dict.fromkeys(r["model"] for r in rows))
     series = sorted({(r["server"], r["encoding"]) for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         for server, encoding in series:
             points = sorted(
                 (r["concurrency"], r["rps"])
@@ -209,7 +209,7 @@ def plot(serving: dict, folder: Path) -> list[str]:
             )
             if points:
                 ax.plot(
-                    *zip(*points),
+                    *zip(*points, strict=True),
                     marker="o",
                     linestyle="--" if encoding == "binary" else "-",
                     label=f"{server} ({encoding})",
@@ -225,7 +225,7 @@ def plot(serving: dict, folder: Path) -> list[str]:
     fig.savefig(folder / "bench_throughput.png", dpi=100)
     top = max(serving["levels"])
     fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    for ax, model in zip(axes[0], models, strict=True):
         chosen = [r for r in rows if r["model"] == model and r["concurrency"] == top]
         ax.boxplot([r["latencies_ms"] for r in chosen], whis=(1, 99), showfliers=False)
         ax.set_xticks(range(1, len(chosen) + 1), [f"{r['server']}\n{r['encoding']}" for r in chosen])

@@ -3,6 +3,7 @@ and `medfn serve` itself on a loopback port."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -84,6 +85,16 @@ def medfn_serve(*args: str, log: Path) -> Iterator[LiveServer]:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_event_loop() -> None:
+    """Mangum runs each event on the main thread's current loop; an `asyncio.run` in an earlier
+    test leaves none, which a Lambda process, where nothing else runs a loop, never does."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 @pytest.fixture(scope="session")

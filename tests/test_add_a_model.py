@@ -121,7 +121,7 @@ def test_served_by_the_local_gateway(project: Path) -> None:
 
 
 def test_answers_through_its_lambda_handler(project: Path) -> None:
-    from tests.test_lambda_events import Context, decoded_body, http_event
+    from tests.sources.test_http import Context, decoded_body, http_event
 
     spec = importlib.util.spec_from_file_location(
         "sepsis_handler", project / "functions" / "sepsis_screen" / "handler.py"

@@ -31,6 +31,6 @@ class OnnxService:
             "model_name": MODEL,
             "outputs": [
                 {"name": n, "datatype": "FP32", "shape": list(a.shape), "data": a.ravel().tolist()}
-                for n, a in zip(self.names, results)
+                for n, a in zip(self.names, results, strict=True)
             ],
         }

@@ -28,7 +28,7 @@ class OnnxModel(Model):
         names = [output.name for output in self.session.get_outputs()]
         results = self.session.run(names, feeds)
         outputs = []
-        for name, array in zip(names, results):
+        for name, array in zip(names, results, strict=True):
             output = InferOutput(name=name, shape=list(array.shape), datatype="FP32")
             output.set_data_from_numpy(array, binary_data=False)
             outputs.append(output)

@@ -188,5 +188,5 @@ def _lesion_distance(x, y, cx, cy, radius, lobes, phases):
     """Distance-like field (< 0 inside) of a disc lobulated by 2-, 3- and 5-fold harmonics."""
     dx, dy = x - cx, y - cy
     phi = np.arctan2(dy, dx)
-    harmonics = sum(a * np.cos(k * phi + p) for a, k, p in zip(lobes, (2, 3, 5), phases))
+    harmonics = sum(a * np.cos(k * phi + p) for a, k, p in zip(lobes, (2, 3, 5), phases, strict=True))
     return np.hypot(dx, dy) - radius * (1.0 + harmonics)

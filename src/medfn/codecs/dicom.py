@@ -7,11 +7,13 @@ DICOM header holds patient demographics, and parser exceptions may echo any of i
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, get_decoder
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_modality_lut
 
 from medfn.codecs import DecodedImage
 from medfn.errors import UnprocessableInput, UnsupportedMediaType
@@ -103,7 +105,9 @@ def _file_window(ds: pydicom.Dataset) -> Window | None:
     if center is None or width is None:
         return None
     # Multi-valued windows offer alternatives; the first is the modality's default.
-    first = lambda v: float(v[0]) if isinstance(v, pydicom.multival.MultiValue) else float(v)  # noqa: E731
+    def first(value: Any) -> float:  # a DS or IS value, or several
+        return float(value[0]) if isinstance(value, pydicom.multival.MultiValue) else float(value)
+
     try:
         return first(center), first(width)
     except (TypeError, ValueError, IndexError):

@@ -33,7 +33,7 @@ def decode_raster(data: bytes, source: str, max_pixels: int) -> DecodedImage:
         with warnings.catch_warnings():
             # Our own limit below is the guard; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             width, height = image.size  # read from the header; nothing decoded yet
             if width * height > max_pixels:
                 raise UnprocessableInput(f"image is {width}x{height} pixels, over the limit of {max_pixels} pixels")

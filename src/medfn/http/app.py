@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import medfn
 from medfn.errors import MedfnError
@@ -97,7 +97,7 @@ class ErrorBoundary:
             return
         started = False
 
-        async def tracking_send(message: dict) -> None:  # type: ignore[type-arg]
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 import medfn
+from medfn.config import TensorSpec
 from medfn.errors import BadRequest
 from medfn.http.body import read_body
 from medfn.http.openapi import ref, returns
@@ -30,7 +33,9 @@ def inference_protocol_router(plane: InferencePlane, max_body_bytes: int) -> API
     router = APIRouter(tags=["Open Inference Protocol v2"], route_class=RequestRoute)
 
     def metadata(model: Model) -> JSONBody:
-        tensors = lambda specs: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]  # noqa: E731
+        def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
+            return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in specs]
+
         return JSONBody(
             {
                 "name": model.name,

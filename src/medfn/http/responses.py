@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ class JSONBody(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONBody:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONBody:
     return JSONBody({"error": message}, status_code=status, headers=headers)
 
 

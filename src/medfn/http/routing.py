@@ -39,7 +39,8 @@ class RequestRoute(APIRoute):
             telemetry = get_telemetry_data()
             if telemetry is not None:
                 telemetry.request, telemetry.values, telemetry.errors = request, {"request": request}, []
-            return await endpoint(request)
+            response: Response = await endpoint(request)
+            return response
 
         return handler
 

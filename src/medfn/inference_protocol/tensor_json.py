@@ -10,7 +10,7 @@ Everything else in the document becomes ordinary Python objects.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import simdjson
@@ -19,8 +19,12 @@ from medfn.errors import BadRequest
 
 # simdjson reads a flat or nested array of numbers into one buffer when every number fits the
 # type asked for: whole numbers as int64 (or uint64 past int64's range), any numbers as float64.
-_BUFFER_TYPES = (("i", np.int64), ("u", np.uint64), ("d", np.float64))
-_FLOAT_FIRST = (("d", np.float64),)
+_BUFFER_TYPES: tuple[tuple[Literal["i", "u", "d"], type[np.number[Any]]], ...] = (
+    ("i", np.int64),
+    ("u", np.uint64),
+    ("d", np.float64),
+)
+_FLOAT_FIRST: tuple[tuple[Literal["i", "u", "d"], type[np.number[Any]]], ...] = (("d", np.float64),)
 _local = threading.local()
 
 

@@ -155,10 +155,10 @@ class Model:
         from medfn.serving.sessions import run_session
 
         if self.overlap is None:
-            return dict(zip(names, run_session(self.session, names, inputs, self.device)))
+            return dict(zip(names, run_session(self.session, names, inputs, self.device), strict=True))
         session, main = self.overlap.acquire()
         try:
-            return dict(zip(names, run_session(session, names, inputs, self.device)))
+            return dict(zip(names, run_session(session, names, inputs, self.device), strict=True))
         finally:
             self.overlap.release(main)
 

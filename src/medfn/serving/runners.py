@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
-Runner = Callable[..., Awaitable[Any]]
+
+
+class Runner(Protocol):
+    """Awaits `fn(*args)` wherever the runner decides. `size` (tensor elements, body bytes)
+    and `waits` (the call waits on a device, not the CPU) are hints it may use."""
+
+    async def __call__(self, fn: Callable[..., T], /, *args: Any, size: int = 1, waits: bool = False) -> T: ...
+
 
 # Calls whose expected cost is below this run inline. A thread hop costs 0.1-0.25 ms of CPU
 # (measured on this project's 2-vCPU VM, where waking a thread on another core is dear) and a
@@ -25,7 +32,7 @@ INLINE_BELOW_S = 0.001
 _SMOOTHING = 0.2
 
 
-async def run_inline(fn: Callable[..., T], *args: Any, size: int = 1, waits: bool = False) -> T:
+async def run_inline(fn: Callable[..., T], /, *args: Any, size: int = 1, waits: bool = False) -> T:
     """Lambda's runner. `size` and `waits` are hints for CostAwareRunner; here everything runs inline."""
     return fn(*args)
 
@@ -59,7 +66,7 @@ class CostAwareRunner:
         """`fn`'s running estimate, in CPU seconds per unit of size; None before its first call."""
         return self._unit_cost_s.get(_key(fn))
 
-    async def __call__(self, fn: Callable[..., T], *args: Any, size: int = 1, waits: bool = False) -> T:
+    async def __call__(self, fn: Callable[..., T], /, *args: Any, size: int = 1, waits: bool = False) -> T:
         key, size = _key(fn), max(1, size)
         unit_cost = self._unit_cost_s.get(key)
         if unit_cost is not None and unit_cost * size < self._inline_below_s and not waits:

@@ -193,7 +193,8 @@ def run_session(
     """
     try:
         if device is None or device.kind == "cpu":
-            return session.run(list(names), inputs)
+            outputs: list[np.ndarray] = session.run(list(names), inputs)
+            return outputs
         return run_bound(session, names, inputs, device)
     except (InvalidArgument, Fail) as exc:
         raise BadRequest("the model cannot run on these input values or sizes (ONNX Runtime refused them)") from exc
@@ -209,4 +210,5 @@ def run_bound(
     for name in names:
         binding.bind_output(name, device.kind, device.index)  # ORT allocates it there, sized by the run
     session.run_with_iobinding(binding)
-    return binding.copy_outputs_to_cpu()
+    outputs: list[np.ndarray] = binding.copy_outputs_to_cpu()
+    return outputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from medfn.function import LoadedFunction
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 class EventSource(Protocol):
     """As Mangum's handlers: `infer` looks only at an event's keys, never at its content."""
 
-    name: ClassVar[str]
+    name: str
 
     def __init__(self, function: LoadedFunction) -> None: ...
 

@@ -15,4 +15,5 @@ def ranked_labels(probabilities: np.ndarray, labels: list[str]) -> list[dict[str
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
+    probabilities: np.ndarray = shifted / shifted.sum()
+    return probabilities

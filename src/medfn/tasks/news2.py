@@ -52,7 +52,7 @@ def _charted(value: float, decimals: int = 0) -> float:
     # percent; tenths of a degree), so a measured 11.6 /min is charted, and scored, as 12.
     # Round half up rather than Python's round-half-even, as a nurse would.
     scale = 10**decimals
-    return math.floor(value * scale + 0.5) / scale
+    return float(math.floor(value * scale + 0.5) / scale)
 
 
 def _respiration(rr: float) -> int:

@@ -38,7 +38,7 @@ class TabularClassifier(Model):
             {
                 "label": labels[int(np.argmax(p))],
                 f"probability_{positive}": float(p[labels.index(positive)]),
-                "probabilities": {label: float(v) for label, v in zip(labels, p)},
+                "probabilities": {label: float(v) for label, v in zip(labels, p, strict=False)},
             }
             for p in probabilities
         ]

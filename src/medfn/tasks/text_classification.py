@@ -39,9 +39,10 @@ class TextClassifier(Model):
                 document = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise UnprocessableInput("body is not valid JSON") from exc
-            text = document.get("text") if isinstance(document, dict) else None
-            if not isinstance(text, str):
+            note = document.get("text") if isinstance(document, dict) else None
+            if not isinstance(note, str):
                 raise UnprocessableInput('JSON body needs "text": the note as a string')
+            return note
         return text
 
     def tokens(self, text: str) -> list[int]:

@@ -53,7 +53,7 @@ class TimeSeriesRisk(Model):
                     observation[name] = mapping[value]
         row = feature_row(observation, features, where)
         ranges: dict[str, list[float]] = self.config.preprocessing.get("ranges", {})
-        for name, value in zip(features, row):
+        for name, value in zip(features, row, strict=True):
             bounds = ranges.get(name)
             if bounds and not bounds[0] <= value <= bounds[1]:
                 raise UnprocessableInput(

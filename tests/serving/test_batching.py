@@ -164,7 +164,7 @@ def test_task_route_batches_grow_past_the_worker_pool(tmp_path: Path, monkeypatc
         stats = plane.get("screen").batcher.stats.snapshot()  # type: ignore[union-attr]
     finally:
         plane.stop_batchers()
-    for record, response in zip(records, responses):
+    for record, response in zip(records, responses, strict=True):
         assert response.status_code == 200, response.text
         logits = np.asarray([record["a"], record["b"]], dtype=np.float32) @ weights
         expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
@@ -219,7 +219,7 @@ def queue_behind_a_held_run(policy: BatchingPolicy, values: list[float]) -> tupl
 def test_a_failing_request_fails_alone() -> None:
     values = [1.0, 2.0, -3.0, 4.0, 5.0]
     session, batcher, futures = queue_behind_a_held_run(BatchingPolicy(max_batch_size=8), values)
-    for value, future in zip(values, futures):
+    for value, future in zip(values, futures, strict=True):
         if value < 0:
             with pytest.raises(ValueError, match="negative"):
                 future.result(timeout=10)

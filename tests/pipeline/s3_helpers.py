@@ -1,57 +1,21 @@
-"""Uploads to result against a real S3 API: moto in server mode, real boto3 clients over HTTP.
-
-A mixed backlog (>= 50 scans, poison included) is uploaded to a versioned bucket whose
-notifications go to an SQS queue with a dead-letter queue. Events then arrive the three ways
-AWS delivers them (direct S3 notifications, EventBridge, SQS batches), overlapping and
-repeated, while a proxy makes S3 fail for some objects. At the end every object has exactly
-one record, results and quarantine hold exactly the right keys, and no log line has PHI.
-"""
+"""What the S3 pipeline tests share: a moto-backed upload bucket with its queue, events of each
+shape AWS delivers, and ways to drive the handler and read back what it left."""
 
 from __future__ import annotations
 
 import copy
 import json
-import logging
 from itertools import count
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-import boto3
-import pytest
-
 from medfn.errors import TransientFailure
 from tests.conftest import load_event
-from tests.test_pipeline_corpus import Scan, corpus, demographics
-from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)
+from tests.pipeline.test_corpus import Scan
 
 STATUS_TABLE = "medfn-status"
 MAX_ATTEMPTS = 3
 _buckets = count()
-
-
-@pytest.fixture
-def pipeline_env(aws_env: str, flaky_s3: FlakyS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:  # noqa: F811
-    """The function's environment in AWS, S3 behind the fault proxy; clients for the test itself."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", flaky_s3.url)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's own retries would hide the faults
-    monkeypatch.setenv("MEDFN_STATUS_TABLE", STATUS_TABLE)
-    monkeypatch.setenv("MEDFN_MAX_ATTEMPTS", str(MAX_ATTEMPTS))
-    clients = {name: boto3.client(name, endpoint_url=aws_env) for name in ("s3", "dynamodb", "sqs")}
-    if STATUS_TABLE not in clients["dynamodb"].list_tables()["TableNames"]:
-        clients["dynamodb"].create_table(
-            TableName=STATUS_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "object_uri", "KeyType": "HASH"},
-                {"AttributeName": "object_version", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "object_uri", "AttributeType": "S"},
-                {"AttributeName": "object_version", "AttributeType": "S"},
-            ],
-        )
-    flaky_s3.clear()
-    return clients
 
 
 def make_bucket(clients: dict[str, Any], with_queue: bool = True) -> dict[str, str]:
@@ -181,79 +145,3 @@ def keys_under(clients: dict[str, Any], bucket: str, prefix: str) -> set[str]:
 
 
 # -- the scenario -------------------------------------------------------------------------
-
-
-def test_mixed_backlog_with_faults_ends_with_one_record_per_scan(
-    classifier_handler: Any,
-    pipeline_env: dict[str, Any],
-    flaky_s3: FlakyS3,  # noqa: F811
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO)
-    clients, scans = pipeline_env, corpus()
-    queue = make_bucket(clients)
-    bucket = queue["bucket"]
-    puts = upload(clients, bucket, scans)
-    by_key = {s.key: s for s in scans}
-    flaky_s3.fail("png/scan-001.png", times=1)  # S3 recovers: the retry succeeds
-    flaky_s3.fail("dicom/scan-002.dcm", times=2)
-    flaky_s3.fail("dicom/scan-003.dcm")  # never recovers: error record, then the DLQ
-
-    # A third arrives as direct notifications, a third via EventBridge, all again via SQS.
-    keys = [s.key for s in scans]
-    for key in keys[0::3]:
-        invoke_async(classifier_handler, s3_event(bucket, key, puts[key], len(by_key[key].data)))
-    for key in keys[1::3]:
-        invoke_async(classifier_handler, eventbridge_event(bucket, key, puts[key], len(by_key[key].data)))
-    failed_bodies = drain_queue(classifier_handler, clients, queue)
-    for key in keys[0:12]:  # redelivered after being settled
-        classifier_handler(s3_event(bucket, key, puts[key], len(by_key[key].data)), None)
-        classifier_handler(eventbridge_event(bucket, key, puts[key], len(by_key[key].data)), None)
-
-    items = status_items(clients, bucket)
-    settled = [item for item in items if "outcome" in item]
-    assert sorted(item["key"] for item in settled) == sorted(keys)  # one record per scan, no more
-    for item in settled:
-        assert item["object_version"] == f"etag:{puts[item['key']]['ETag'].strip(chr(34))}"
-        expected = "error" if by_key[item["key"]].poison or item["key"] == "dicom/scan-003.dcm" else "result"
-        assert item["outcome"] == expected, (item["key"], item.get("reason"))
-
-    poison = {s.key for s in scans if s.poison}
-    good = set(keys) - poison - {"dicom/scan-003.dcm"}
-    assert keys_under(clients, bucket, "results/") == {f"results/{k}.json" for k in good}
-    assert keys_under(clients, bucket, "quarantine/") == {f"quarantine/{k}" for k in poison}
-    assert (
-        keys_under(clients, bucket, "")
-        - keys_under(clients, bucket, "results/")
-        - keys_under(clients, bucket, "quarantine/")
-        == set(keys) - poison
-    )  # poison moved out
-    document = json.loads(
-        clients["s3"].get_object(Bucket=bucket, Key="results/ward 7/chest+pa (0).png.json")["Body"].read()
-    )
-    assert document["source"]["key"] == "ward 7/chest+pa (0).png" and document["prediction"]["top_label"]
-
-    reasons = {item["key"]: item for item in settled if item["outcome"] == "error"}
-    assert reasons["poison/jpeg ls.dcm"]["code"] == "unsupported-media-type"
-    assert "JPEG-LS" in reasons["poison/jpeg ls.dcm"]["reason"]
-    assert reasons["poison/empty.dcm"]["reason"] == "object is empty (0 bytes)"
-    never_recovered = reasons["dicom/scan-003.dcm"]
-    assert never_recovered["retryable"] and never_recovered["code"] == "storage-unavailable"
-    assert never_recovered["reason"].startswith(f"gave up after {MAX_ATTEMPTS} attempts")
-    # Only the scans S3 failed for were ever reported as batch item failures...
-    assert {body_key(b) for b in failed_bodies} <= {"png/scan-001.png", "dicom/scan-002.dcm", "dicom/scan-003.dcm"}
-    # ...and only the one that never recovered ended in the dead-letter queue.
-    dead = clients["sqs"].receive_message(QueueUrl=queue["dlq_url"], MaxNumberOfMessages=10)["Messages"]
-    assert [body_key(m["Body"]) for m in dead] == ["dicom/scan-003.dcm"]
-
-    # No PHI anywhere: not in logs, not in records, not in result documents.
-    written = (
-        caplog.text
-        + json.dumps(items, default=str)
-        + "".join(
-            clients["s3"].get_object(Bucket=bucket, Key=k)["Body"].read().decode()
-            for k in keys_under(clients, bucket, "results/")
-        )
-    )
-    leaked = sorted(value for value in demographics() if value in written)
-    assert not leaked, f"PHI in logs or records: {leaked}"

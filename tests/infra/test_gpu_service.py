@@ -179,7 +179,7 @@ def test_image_asset_is_synthesized_without_docker(synthesized: tuple[Template, 
 
 
 def test_security_review_nag_and_cfn_lint(project_root: Path, tmp_path: Path) -> None:
-    from tests.security_review import review
+    from tests.infra.security_review import review
 
     acknowledged = review(project_root, tmp_path)
     assert any("/GpuService/" in path for path, _, _ in acknowledged)

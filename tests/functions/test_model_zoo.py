@@ -52,7 +52,7 @@ def test_breast_mass_accuracy_on_the_held_out_split(zoo: TestClient) -> None:
     from model_store.build.breast_cancer_data import split
 
     _, x_test, _, y_test, names = split()
-    records = [dict(zip(names, map(float, row))) for row in x_test]
+    records = [dict(zip(names, map(float, row), strict=True)) for row in x_test]
     predictions = []
     for start in range(0, len(records), 64):  # batches, as a client would send them
         predictions += predict(zoo, "breast_mass", json={"records": records[start : start + 64]})["predictions"]
@@ -78,7 +78,7 @@ def test_breast_mass_bad_records_name_the_feature(zoo: TestClient, change, fragm
     from model_store.build.breast_cancer_data import split
 
     _, x_test, _, _, names = split()
-    record = dict(zip(names, map(float, x_test[0])))
+    record = dict(zip(names, map(float, x_test[0]), strict=True))
     change(record)
     body = json.dumps(record).encode()  # Python's json writes NaN and Infinity, as clients do
     assert fragment in refusal(zoo, "breast_mass", content=body, headers={"content-type": "application/json"})
@@ -126,7 +126,7 @@ FEATURES = vitals_series.FEATURES
 
 
 def series_body(series: np.ndarray) -> dict:
-    return {"observations": [{name: float(v) for name, v in zip(FEATURES, row)} for row in series]}
+    return {"observations": [{name: float(v) for name, v in zip(FEATURES, row, strict=True)} for row in series]}
 
 
 def test_vitals_auroc_on_fresh_trajectories(zoo: TestClient) -> None:
@@ -222,7 +222,7 @@ def test_segmenter_dice_on_fresh_ct_phantoms(zoo: TestClient) -> None:
 
     hu, masks = ct_phantoms.generate(60, seed=990077)
     scores = []
-    for slice_hu, truth in zip(hu, masks):
+    for slice_hu, truth in zip(hu, masks, strict=True):
         answer = predict(
             zoo, "scan_segmenter", content=ct_phantoms.to_dicom(slice_hu), headers={"content-type": "application/dicom"}
         )
@@ -278,7 +278,7 @@ def test_segmenter_refuses_what_it_cannot_read(zoo: TestClient) -> None:
 def test_each_function_answers_through_its_lambda_handler() -> None:
     import importlib.util
 
-    from tests.test_lambda_events import Context, decoded_body, http_event
+    from tests.sources.test_http import Context, decoded_body, http_event
 
     bodies = {
         "breast_mass": (json.dumps({"records": []}).encode(), "application/json", 422),

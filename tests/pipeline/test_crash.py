@@ -23,18 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO
-from tests.test_pipeline_corpus import Scan, corpus
-from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)
-from tests.test_pipeline_s3 import (  # noqa: F401  (pipeline_env is a fixture)
+from tests.pipeline.flaky_s3 import FlakyS3
+from tests.pipeline.s3_helpers import (
     MAX_ATTEMPTS,
     body_key,
     keys_under,
     make_bucket,
-    pipeline_env,
     sqs_event,
     status_items,
     upload,
 )
+from tests.pipeline.test_corpus import Scan, corpus
 
 # -- the worker killed mid-backlog ----------------------------------------------------------
 

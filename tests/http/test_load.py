@@ -51,11 +51,19 @@ def valid_calls() -> list[Call]:
             Call(
                 "vitals_risk",
                 json.dumps(
-                    {"observations": [dict(zip(vitals_series.FEATURES, map(float, row))) for row in series[i]]}
+                    {
+                        "observations": [
+                            dict(zip(vitals_series.FEATURES, map(float, row), strict=True)) for row in series[i]
+                        ]
+                    }
                 ).encode(),
                 "application/json",
             ),
-            Call("breast_mass", json.dumps(dict(zip(features, map(float, records[i])))).encode(), "application/json"),
+            Call(
+                "breast_mass",
+                json.dumps(dict(zip(features, map(float, records[i]), strict=True))).encode(),
+                "application/json",
+            ),
         ]
     return calls
 

@@ -34,7 +34,7 @@ def check_answer(body: dict, expected_label: str) -> None:
 
 def test_png_jpeg_and_dicom_raw_bodies(classifier_client: TestClient, phantoms) -> None:  # type: ignore[no-untyped-def]
     images, labels = phantoms
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         expected = chest_phantoms.LABELS[label]
         jpeg = io.BytesIO()
         Image.fromarray(np.round(image * 255).astype(np.uint8)).save(jpeg, format="JPEG", quality=95)

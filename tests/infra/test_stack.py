@@ -219,6 +219,6 @@ def test_upload_pipeline_queues_dlq_and_table(template: Template, project_root: 
 
 def test_security_review_nag_and_cfn_lint(project_root: Path, tmp_path: Path) -> None:
     """The dedicated check: cdk-nag AwsSolutions + HIPAA.Security on, then cfn-lint on the template."""
-    from tests.security_review import review
+    from tests.infra.security_review import review
 
     assert review(project_root, tmp_path)  # every acknowledgement: one resource, a rule, a reason

@@ -23,7 +23,7 @@ from medfn.pipeline.sqlite_status import SqliteStatusTable
 from medfn.pipeline.types import ObjectRef
 from medfn.pipeline.worker import ScanWorker
 from tests.conftest import REPO
-from tests.test_pipeline_corpus import corpus, demographics
+from tests.pipeline.test_corpus import corpus, demographics
 
 
 def drop(root: Path, key: str, data: bytes, age_s: float = 0.0) -> Path:

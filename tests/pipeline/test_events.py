@@ -18,7 +18,7 @@ from medfn.sources.eventbridge import from_s3_eventbridge
 from medfn.sources.s3 import from_s3_notification
 from medfn.sources.sqs import from_message_body
 from tests.conftest import load_event
-from tests.test_pipeline_corpus import corpus
+from tests.pipeline.test_corpus import corpus
 
 SOURCE_OF = {
     "s3_object_created": S3Notifications,
@@ -130,7 +130,7 @@ def test_errors_are_sorted_and_never_quote_foreign_text() -> None:
         raise ValueError("could not parse Doe^Jane born 19700101")
     except ValueError as exc:
         reason = safe_reason(exc)
-    assert reason.startswith("internal error ValueError at test_pipeline_events.py:") and "Doe" not in reason
+    assert reason.startswith("internal error ValueError at test_events.py:") and "Doe" not in reason
 
 
 def test_analyse_sniffs_the_bytes_not_the_name(classifier_handler: Any) -> None:

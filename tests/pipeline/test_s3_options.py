@@ -13,18 +13,17 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from medfn.errors import TransientFailure
 from medfn.sources import S3Notifications, SqsUploads
 from tests.conftest import load_event
-from tests.test_pipeline_corpus import corpus
-from tests.test_pipeline_faults import FlakyS3, flaky_s3  # noqa: F401  (fixture)
-from tests.test_pipeline_s3 import (  # noqa: F401  (pipeline_env is a fixture)
+from tests.pipeline.flaky_s3 import FlakyS3
+from tests.pipeline.s3_helpers import (
     MAX_ATTEMPTS,
     keys_under,
     make_bucket,
-    pipeline_env,
     s3_event,
     sqs_event,
     status_items,
     upload,
 )
+from tests.pipeline.test_corpus import corpus
 
 PNG, DICOM = (next(s for s in corpus() if s.kind == kind) for kind in ("png", "dicom"))
 TEXT = next(s for s in corpus() if s.kind == "text")

@@ -14,7 +14,7 @@ import sys
 import boto3
 
 from tests.conftest import EVENTS, REPO
-from tests.test_pipeline_corpus import corpus
+from tests.pipeline.test_corpus import corpus
 
 _PROBE = """
 import json, sys

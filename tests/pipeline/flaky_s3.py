@@ -13,9 +13,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, urlsplit
 
-import boto3
-import pytest
-
 _SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
@@ -139,57 +136,3 @@ class FlakyS3:
         request.end_headers()
         if not head:
             request.wfile.write(payload)
-
-
-_shared: dict[str, FlakyS3] = {}
-
-
-@pytest.fixture(scope="session")
-def flaky_s3(moto_endpoint: str) -> FlakyS3:
-    """One proxy per moto server, whichever test module asks first: the function under test
-    keeps its S3 client (and so the proxy's address) for the whole session."""
-    if moto_endpoint not in _shared:
-        proxy = FlakyS3(moto_endpoint)
-        threading.Thread(target=proxy.server.serve_forever, daemon=True).start()
-        _shared[moto_endpoint] = proxy
-    return _shared[moto_endpoint]
-
-
-def test_proxy_forwards_and_fails_on_demand(aws_env: str, flaky_s3: FlakyS3) -> None:
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
-
-    s3 = boto3.client(
-        "s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
-    )
-    s3.create_bucket(Bucket="medfn-proxy-check")
-    s3.put_object(Bucket="medfn-proxy-check", Key="a b+c.png", Body=b"x")
-    flaky_s3.fail("a b+c.png", times=1)
-    with pytest.raises(ClientError, match="SlowDown"):
-        s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")
-    assert s3.get_object(Bucket="medfn-proxy-check", Key="a b+c.png")["Body"].read() == b"x"
-
-
-@pytest.mark.parametrize(
-    ("answer", "error"), [("503", "SlowDown"), ("500", "InternalError"), ("drop", "Connection was closed")]
-)
-def test_proxy_outage_fails_every_request_until_it_ends(
-    aws_env: str, flaky_s3: FlakyS3, answer: str, error: str
-) -> None:
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    s3 = boto3.client(
-        "s3", endpoint_url=flaky_s3.url, config=Config(retries={"total_max_attempts": 1, "mode": "standard"})
-    )
-    s3.create_bucket(Bucket="medfn-outage-check")
-    s3.put_object(Bucket="medfn-outage-check", Key="k", Body=b"x")
-    flaky_s3.go_down(answer, writes_only=True)
-    assert s3.get_object(Bucket="medfn-outage-check", Key="k")["Body"].read() == b"x"  # reads still work
-    with pytest.raises((ClientError, BotoCoreError), match=error):
-        s3.put_object(Bucket="medfn-outage-check", Key="k", Body=b"y")
-    flaky_s3.go_down(answer)
-    with pytest.raises((ClientError, BotoCoreError), match=error):
-        s3.get_object(Bucket="medfn-outage-check", Key="k")
-    flaky_s3.come_back()
-    assert s3.get_object(Bucket="medfn-outage-check", Key="k")["Body"].read() == b"x"
