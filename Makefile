@@ -20,7 +20,11 @@ setup: $(STAMP)
 serve: setup
 	$(BIN)/medfn serve
 
+# Lint, format check and strict types first: they take seconds, the tests minutes.
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Retrain the reference models (needs the `train` extra: PyTorch, CPU build).

@@ -155,7 +155,8 @@ def main() -> None:
     for function, r in results.items():
         f, a, h = r["floor"], r["app floor"], r["handler"]
         print(
-            f"{function:17} {f * 1000:9.1f} {a * 1000:10.1f} {h * 1000:9.1f} {h / f:8.2f} {h / a:6.2f} {r['peak_rss_mib']:9.1f}"
+            f"{function:17} {f * 1000:9.1f} {a * 1000:10.1f} {h * 1000:9.1f} {h / f:8.2f} {h / a:6.2f}"
+            f" {r['peak_rss_mib']:9.1f}"
         )
     if args.json:
         args.json.write_text(json.dumps({"runs": args.runs, "functions": results}))

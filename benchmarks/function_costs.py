@@ -97,12 +97,13 @@ def main() -> None:
         )
     print(f"per million calls at this machine's warm duration ({pricing.PRICES_READ}; {pricing.SAGEMAKER_PRICES_READ})")
     print(
-        f"{'function':17} {'MB':>5} {'ms':>7} {'zip MiB':>8} {'unzip MiB':>10} {'Lambda $':>9} {'SageMaker $':>12} {'ratio':>6}"
+        f"{'function':17} {'MB':>5} {'ms':>7} {'zip MiB':>8} {'unzip MiB':>10} {'Lambda $':>9} {'SageMaker $':>12}"
+        f" {'ratio':>6}"
     )
     for r in rows:
         print(
-            f"{r['function']:17} {r['memory_mb']:>5} {r['duration_ms']:>7.2f} {r['zip_mib']:>8.1f} {r['unzipped_mib']:>10.1f}"
-            f" {r['lambda_per_million']:>9.2f} {r['sagemaker_per_million']:>12.2f}"
+            f"{r['function']:17} {r['memory_mb']:>5} {r['duration_ms']:>7.2f} {r['zip_mib']:>8.1f}"
+            f" {r['unzipped_mib']:>10.1f} {r['lambda_per_million']:>9.2f} {r['sagemaker_per_million']:>12.2f}"
             f" {r['sagemaker_per_million'] / r['lambda_per_million']:>6.2f}"
         )
     if args.json:

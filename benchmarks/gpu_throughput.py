@@ -333,7 +333,7 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
             f"{r.model:9} {r.precision:5} {r.path:6} {r.load:5} {r.batch:>5} {r.rows_per_s:>9.1f}"
             f" {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.device:7} {formed:>6}"
         )
-    print("\nserver / bare throughput at high load (batch %d; target >= 0.80):" % args.batch)
+    print(f"\nserver / bare throughput at high load (batch {args.batch:d}; target >= 0.80):")
     for r in rows:
         if r.path == "server" and r.load == "high":
             bare_row = next(

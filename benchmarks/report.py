@@ -2,7 +2,8 @@
 
 Reads what `medfn bench` left in --results (cold_start.json, server_cold_start.json, bundle_cold_start.json,
 overhead.json, serving.json, pipeline.json, costs.json; a missing one is reported as not run;
-runs.json says when, at which commit and with what command each section ran), prints the targets with their measured ratios, and writes --markdown with two PNGs beside it:
+runs.json says when, at which commit and with what command each section ran), prints the targets with their
+measured ratios, and writes --markdown with two PNGs beside it:
 throughput against concurrency, and latency distributions at each model's highest level.
 
     .venv/bin/python benchmarks/report.py --results .medfn/bench/results --markdown benchmarks/RESULTS.md
@@ -58,7 +59,10 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
             if medfn and peers:
                 best = max(peers, key=lambda r: r["rps"])
                 ratio = medfn["rps"] / best["rps"]
-                measured = f"{shown(ratio, goal)}x ({medfn['rps']:.0f} vs {best['rps']:.0f}){round_range(medfn, best, 'rps', 'x')}"
+                measured = (
+                    f"{shown(ratio, goal)}x ({medfn['rps']:.0f} vs {best['rps']:.0f})"
+                    f"{round_range(medfn, best, 'rps', 'x')}"
+                )
                 met = yes(ratio >= goal)
                 if "server_cpu_ms" in medfn and best.get("server_cpu_ms"):
                     # where the rate comes from: CPU per request, and how much of medfn's is the model's own run
@@ -70,7 +74,10 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                 ceiling = serving.get("inference_ceiling_rps", {}).get(model)
                 if ceiling and goal * best["rps"] > ceiling:
                     # no server can answer faster than the model runs: say so rather than just "not met"
-                    measured += f"; the goal, {goal * best['rps']:.0f} req/s, is over bare session.run's {ceiling:.0f} runs/s here"
+                    measured += (
+                        f"; the goal, {goal * best['rps']:.0f} req/s, is over bare session.run's "
+                        f"{ceiling:.0f} runs/s here"
+                    )
                     met += " (unreachable on this machine)" if ratio < goal else ""
                 out.append(
                     (
@@ -90,7 +97,8 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                     (
                         f"p99 at concurrency 32, {model}, medfn / lowest peer ({best['server']})",
                         "<= 0.50",
-                        f"{shown(ratio, 0.5)} ({medfn['p99_ms']:.1f} vs {best['p99_ms']:.1f} ms){round_range(medfn, best, 'p99_ms', '')}",
+                        f"{shown(ratio, 0.5)} ({medfn['p99_ms']:.1f} vs {best['p99_ms']:.1f} ms)"
+                        f"{round_range(medfn, best, 'p99_ms', '')}",
                         yes(ratio <= 0.5),
                     )
                 )
@@ -139,7 +147,8 @@ def versions(serving: dict) -> str:
 
 def serving_table(rows: list[dict]) -> list[str]:
     return [
-        "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms | server CPU ms/req | client CPU ms/req |",
+        "| model | server | body | concurrency | requests | req/s | p50 ms | p99 ms "
+        "| server CPU ms/req | client CPU ms/req |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *[
             f"| {r['model']} | {r['server']} | {r['encoding']} | {r['concurrency']} | {r['requests']} | {r['rps']:.1f} "
@@ -273,9 +282,12 @@ def markdown(data: dict[str, dict], pictures: list[str], kept: list[tuple[str, d
             f"Same ONNX files, same OIP v2 JSON body, one server process each, their defaults ({versions(serving)}); "
             "medfn also with the binary tensor extension. Models: breast_mass's MLP (30 features), scan_classifier's "
             "CNN (1x128x128, 160 KB of JSON), and a ResNet-18-shaped classifier (model_store/build/resnet18_bench.py, "
-            "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a server is timed. "
-            f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server (serving.json keeps each round's). "
-            "CPU ms/req: CPU time per request of the server's processes and of the load generator, which share the cores. "
+            "3x224x224, 1.5 MB of JSON: values to 6 decimals). Each answer is checked against onnxruntime before a "
+            "server is timed. "
+            f"Each figure is the median of {serving.get('rounds', 1)} rounds over every server "
+            "(serving.json keeps each round's). "
+            "CPU ms/req: CPU time per request of the server's processes and of the load generator, which share the "
+            "cores. "
             "Latencies are of the steady state: each caller's first request (it opens the connection, and every caller "
             "sends it at once) counts in req/s but is not timed.",
             "",
@@ -284,9 +296,11 @@ def markdown(data: dict[str, dict], pictures: list[str], kept: list[tuple[str, d
         ]
         if "inference_ceiling_rps" in serving:
             lines += [
-                "Ceiling: bare `session.run` on one request's input in this process, with no HTTP and no load generator "
-                "on the cores (the better of one caller on medfn's session and one single-thread caller per core), "
-                "runs/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in serving["inference_ceiling_rps"].items()) + ".",
+                "Ceiling: bare `session.run` on one request's input in this process, with no HTTP and no load "
+                "generator on the cores (the better of one caller on medfn's session and one single-thread caller per "
+                "core), runs/s: "
+                + ", ".join(f"{k} {v:,.0f}" for k, v in serving["inference_ceiling_rps"].items())
+                + ".",
                 "",
             ]
         if "session_cpu_ms" in serving:
@@ -335,8 +349,9 @@ def markdown(data: dict[str, dict], pictures: list[str], kept: list[tuple[str, d
         lines += [
             "## Cold start of a Lambda bundle under Python 3.12, with and without bytecode",
             "",
-            f"{b['function']}'s bundle as `medfn package` stages it ({b['arch']}), run read-only by `python3.12 -I -S -B` "
-            f"(no site-packages, nothing written) from spawn to the first 200; median of {len(b['samples_s']['source only'])}.",
+            f"{b['function']}'s bundle as `medfn package` stages it ({b['arch']}), run read-only by "
+            "`python3.12 -I -S -B` (no site-packages, nothing written) from spawn to the first 200; "
+            f"median of {len(b['samples_s']['source only'])}.",
             "",
             "| bundle | median ms |",
             "|---|---|",
@@ -380,16 +395,18 @@ def markdown(data: dict[str, dict], pictures: list[str], kept: list[tuple[str, d
         lines += [
             "## Package size and cost per million calls",
             "",
-            "Warm duration of the handler answering a task request on this machine; arm64 Lambda (duration x memory + "
-            "$0.20 per million requests, API Gateway not included) beside SageMaker Serverless Inference at the smallest "
-            "size holding the same memory (1 GB steps), same duration, plus its data-processing charge. Prices and their "
+            "Warm duration of the handler answering a task request on this machine; arm64 Lambda "
+            "(duration x memory + $0.20 per million requests, API Gateway not included) beside SageMaker Serverless "
+            "Inference at the smallest size holding the same memory (1 GB steps), same duration, plus its "
+            "data-processing charge. Prices and their "
             "source: src/medfn/metering/pricing.py.",
             "",
             "| function | memory MB | ms | zip MiB | unzipped MiB | Lambda $/M | SageMaker $/M | SageMaker / Lambda |",
             "|---|---|---|---|---|---|---|---|",
             *[
-                f"| {r['function']} | {r['memory_mb']} | {r['duration_ms']:.2f} | {r['zip_mib']:.1f} | {r['unzipped_mib']:.1f} "
-                f"| {r['lambda_per_million']:.2f} | {r['sagemaker_per_million']:.2f} | {r['sagemaker_per_million'] / r['lambda_per_million']:.2f} |"
+                f"| {r['function']} | {r['memory_mb']} | {r['duration_ms']:.2f} | {r['zip_mib']:.1f} "
+                f"| {r['unzipped_mib']:.1f} | {r['lambda_per_million']:.2f} | {r['sagemaker_per_million']:.2f} "
+                f"| {r['sagemaker_per_million'] / r['lambda_per_million']:.2f} |"
                 for r in data["costs"]["rows"]
             ],
             "",

@@ -29,7 +29,8 @@ def task_request(function: str) -> tuple[bytes, str]:
         from model_store.build.breast_cancer_data import split
 
         _, x_test, _, _, names = split()
-        return json.dumps({"records": [dict(zip(names, map(float, x_test[0]), strict=True))]}).encode(), "application/json"
+        body = json.dumps({"records": [dict(zip(names, map(float, x_test[0]), strict=True))]}).encode()
+        return body, "application/json"
     if function == "notes_classifier":
         return b"Severe headache and facial droop since this morning.", "text/plain"
     if function == "vitals_risk":

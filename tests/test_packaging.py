@@ -73,8 +73,12 @@ def runtime_boto3(target: Path) -> Path:
 
 def assert_lambda_ready_bytecode(unpacked: Path) -> None:
     """Every module has python3.12 bytecode that imports without looking at its source."""
-    magic = subprocess.run([PYTHON312, "-c", "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    magic = subprocess.run(
+        [PYTHON312, "-c", "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     sources = [p for p in unpacked.rglob("*.py") if p.parent.name != "__pycache__"]
     assert len(sources) > 100
     for source in sources:
@@ -102,11 +106,17 @@ def test_x86_64_zip_answers_api_gateway_and_s3_events_under_bare_python312(
     s3.create_bucket(Bucket="uploads")
     s3.put_object(Bucket="uploads", Key="scan_classifier/chest 1.dcm", Body=chest_phantoms.to_dicom(images[1]))
     dynamodb.create_table(
-        TableName="status", BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "object_uri", "KeyType": "HASH"}, {"AttributeName": "object_version", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "object_uri", "AttributeType": "S"},
-                              {"AttributeName": "object_version", "AttributeType": "S"}],
-    )  # fmt: skip
+        TableName="status",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[
+            {"AttributeName": "object_uri", "KeyType": "HASH"},
+            {"AttributeName": "object_version", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "object_uri", "AttributeType": "S"},
+            {"AttributeName": "object_version", "AttributeType": "S"},
+        ],
+    )
     head = s3.head_object(Bucket="uploads", Key="scan_classifier/chest 1.dcm")
     s3_event = load_event("s3_object_created")
     record = s3_event["Records"][0]["s3"]

@@ -58,7 +58,9 @@ class Api(Construct):
             self,
             "RestApi",
             rest_api_name=f"{scope.node.id}-api",
-            description="medfn: medical ONNX models as pay-per-call APIs (demonstration models are not for clinical use)",
+            description=(
+                "medfn: medical ONNX models as pay-per-call APIs (demonstration models are not for clinical use)"
+            ),
             binary_media_types=BINARY_MEDIA_TYPES,
             endpoint_types=[apigw.EndpointType.REGIONAL],
             api_key_source_type=apigw.ApiKeySourceType.HEADER,
@@ -168,20 +170,39 @@ def acknowledge_api(api: Api, http_backend: bool = False) -> None:
          "not end users signing in")),
     ):  # fmt: skip
         ack(rest_api, rule, f"REST API methods: {reason}")
-    ack(stage, "AwsSolutions-APIG3", "stage prod: WAF costs a monthly fee per web ACL and rule at rest; request size and "
-        "rate are bounded by usage-plan throttles, API Gateway's 10 MB cap and each function's max_body_bytes")  # fmt: skip
-    ack(stage, "HIPAA.Security-APIGWCacheEnabledAndEncrypted", "stage prod: predictions are per request and may "
-        "concern a patient; caching them would keep PHI outside the encrypted stores and bill hourly at rest")  # fmt: skip
+    ack(
+        stage,
+        "AwsSolutions-APIG3",
+        "stage prod: WAF costs a monthly fee per web ACL and rule at rest; request size and rate are bounded by "
+        "usage-plan throttles, API Gateway's 10 MB cap and each function's max_body_bytes",
+    )
+    ack(
+        stage,
+        "HIPAA.Security-APIGWCacheEnabledAndEncrypted",
+        "stage prod: predictions are per request and may concern a patient; caching them would keep PHI outside "
+        "the encrypted stores and bill hourly at rest",
+    )
     if http_backend:
-        ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: client certificates prove API Gateway's identity to "
-            "public HTTP backends; the GPU services have no public address and are reached only through the VPC link "
-            "to an internal NLB, and the Lambda backends are proxy integrations; clients use TLS")  # fmt: skip
+        ack(
+            stage,
+            "HIPAA.Security-APIGWSSLEnabled",
+            "stage prod: client certificates prove API Gateway's identity to public HTTP backends; the GPU services "
+            "have no public address and are reached only through the VPC link to an internal NLB, and the Lambda "
+            "backends are proxy integrations; clients use TLS",
+        )
     else:
-        ack(stage, "HIPAA.Security-APIGWSSLEnabled", "stage prod: the backend is Lambda proxy integration inside AWS, "
-            "not an HTTP endpoint, so there is no backend to present a client certificate to; clients use TLS")  # fmt: skip
-    ack(api.rest_api.node.find_child("CloudWatchRole"), "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
-        "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]", "API Gateway's account-level logging role "
-        "uses the AWS-maintained policy made for exactly this purpose")  # fmt: skip
+        ack(
+            stage,
+            "HIPAA.Security-APIGWSSLEnabled",
+            "stage prod: the backend is Lambda proxy integration inside AWS, not an HTTP endpoint, so there is no "
+            "backend to present a client certificate to; clients use TLS",
+        )
+    ack(
+        api.rest_api.node.find_child("CloudWatchRole"),
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
+        "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+        "API Gateway's account-level logging role uses the AWS-maintained policy made for exactly this purpose",
+    )
 
 
 def _integration(function: lambda_.IFunction) -> apigw.LambdaIntegration:

@@ -236,29 +236,57 @@ class GpuService(Construct):
 
 def acknowledge_gpu_service(gpu: GpuService) -> None:
     balancer = gpu.balancer
-    ack(balancer, "AwsSolutions-ELB2", "the GPU services' internal NLB: NLBs write access logs for TLS listeners only, and "
-        "its TCP listeners are reached only through the VPC link; API Gateway's access log records every request")  # fmt: skip
-    ack(balancer, "HIPAA.Security-ELBLoggingEnabled", "the GPU services' internal NLB: access logs exist only for TLS "
-        "listeners; each request is logged by API Gateway's access log before it crosses the VPC link")  # fmt: skip
-    ack(balancer, "HIPAA.Security-ELBDeletionProtectionEnabled", "the GPU services' internal NLB holds no data and is "
-        "recreated by the stack; deletion protection would make `cdk destroy` fail until it is lifted by hand")  # fmt: skip
+    ack(
+        balancer,
+        "AwsSolutions-ELB2",
+        "the GPU services' internal NLB: NLBs write access logs for TLS listeners only, and its TCP listeners are "
+        "reached only through the VPC link; API Gateway's access log records every request",
+    )
+    ack(
+        balancer,
+        "HIPAA.Security-ELBLoggingEnabled",
+        "the GPU services' internal NLB: access logs exist only for TLS listeners; each request is logged by "
+        "API Gateway's access log before it crosses the VPC link",
+    )
+    ack(
+        balancer,
+        "HIPAA.Security-ELBDeletionProtectionEnabled",
+        "the GPU services' internal NLB holds no data and is recreated by the stack; deletion protection would "
+        "make `cdk destroy` fail until it is lifted by hand",
+    )
     for name, function in gpu.functions.items():
-        ack(function.listener, "HIPAA.Security-ELBv2ACMCertificateRequired", f"NLB listener of {name}: TCP inside a "
-            "private VPC, reached only through API Gateway's VPC link; a TLS listener needs an ACM certificate for a "
-            "domain this project does not own (docs/gpu.md says how to add one)")  # fmt: skip
-    ack(gpu.hosts, "AwsSolutions-AS3", "the GPU hosts' Auto Scaling group is driven by the ECS capacity provider, "
-        "whose scaling shows in the cluster's events and Container Insights; an SNS topic would have no subscriber")  # fmt: skip
+        ack(
+            function.listener,
+            "HIPAA.Security-ELBv2ACMCertificateRequired",
+            f"NLB listener of {name}: TCP inside a private VPC, reached only through API Gateway's VPC link; "
+            "a TLS listener needs an ACM certificate for a domain this project does not own "
+            "(docs/gpu.md says how to add one)",
+        )
+    ack(
+        gpu.hosts,
+        "AwsSolutions-AS3",
+        "the GPU hosts' Auto Scaling group is driven by the ECS capacity provider, whose scaling shows in the "
+        "cluster's events and Container Insights; an SNS topic would have no subscriber",
+    )
     for route in gpu.vpc.public_subnets:
-        ack(route.node.find_child("DefaultRoute"), "HIPAA.Security-VPCNoUnrestrictedRouteToIGW", f"public subnet "
-            f"{route.node.id} of the GPU VPC holds only the NAT gateway, which needs the internet gateway route; "
-            "hosts and tasks are in private subnets with no public addresses")  # fmt: skip
+        ack(
+            route.node.find_child("DefaultRoute"),
+            "HIPAA.Security-VPCNoUnrestrictedRouteToIGW",
+            f"public subnet {route.node.id} of the GPU VPC holds only the NAT gateway, which needs the internet "
+            "gateway route; "
+            "hosts and tasks are in private subnets with no public addresses",
+        )
     flow_logs_role = gpu.vpc.node.find_child("FlowLogs").node.find_child("IAMRole")
     ack(flow_logs_role, "HIPAA.Security-IAMNoInlinePolicy", f"the VPC flow logs' role: {INLINE_POLICY}")
     host_role = gpu.node.find_child("HostRole")
     ack(host_role, "HIPAA.Security-IAMNoInlinePolicy", f"role of the GPU hosts: {INLINE_POLICY}")
     for rule in ("AwsSolutions-IAM5[Resource::*]", "AwsSolutions-IAM5[Action::ecs:Submit*]"):
-        ack(host_role, rule, "role of the GPU hosts: the ECS agent's own grants as aws-cdk-lib scopes them (register "
-            "with this cluster, poll for tasks, submit state changes); discovery and telemetry calls take no resource")  # fmt: skip
+        ack(
+            host_role,
+            rule,
+            "role of the GPU hosts: the ECS agent's own grants as aws-cdk-lib scopes them (register with this "
+            "cluster, poll for tasks, submit state changes); discovery and telemetry calls take no resource",
+        )
     for name, function in gpu.functions.items():
         ack(
             function.task_role, "HIPAA.Security-IAMNoInlinePolicy", f"task role of GPU function {name}: {INLINE_POLICY}"
@@ -268,10 +296,18 @@ def acknowledge_gpu_service(gpu: GpuService) -> None:
             "HIPAA.Security-IAMNoInlinePolicy",
             f"execution role of GPU function {name}: {INLINE_POLICY}",
         )
-        ack(function.execution_role, "AwsSolutions-IAM5[Resource::*]", f"execution role of GPU function {name}: "
-            "ecr:GetAuthorizationToken takes no resource-level permissions; image pulls are limited to its repository")  # fmt: skip
-        ack(function.service.task_definition, "AwsSolutions-ECS2", f"task of GPU function {name}: its environment is "
-            "the model bucket URL, model version and sha256, the region and a CUDA switch; none is a secret")  # fmt: skip
+        ack(
+            function.execution_role,
+            "AwsSolutions-IAM5[Resource::*]",
+            f"execution role of GPU function {name}: ecr:GetAuthorizationToken takes no resource-level "
+            "permissions; image pulls are limited to its repository",
+        )
+        ack(
+            function.service.task_definition,
+            "AwsSolutions-ECS2",
+            f"task of GPU function {name}: its environment is the model bucket URL, model version and sha256, "
+            "the region and a CUDA switch; none is a secret",
+        )
 
 
 def _image(scope: Construct, deployed: DeployedFunction) -> ecr_assets.DockerImageAsset:

@@ -108,7 +108,9 @@ class Storage(Construct):
                 resources=["*"],  # in a key policy, "*" means this key
                 conditions={
                     "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Stack.of(self).account}:*"
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Stack.of(self).account}:*"
+                        )
                     }
                 },
             )

@@ -54,7 +54,9 @@ def max_difference(fp32: Path, fp16: Path, batch: int = 2, seed: int = 0) -> flo
     for spec in reference.get_inputs():
         shape = [batch if not isinstance(d, int) or d < 0 else d for d in spec.shape]
         feeds[spec.name] = rng.random(shape, dtype=np.float32)
-    return max(float(np.abs(a - b).max()) for a, b in zip(reference.run(None, feeds), half.run(None, feeds), strict=True))
+    return max(
+        float(np.abs(a - b).max()) for a, b in zip(reference.run(None, feeds), half.run(None, feeds), strict=True)
+    )
 
 
 def register_version(model_toml: Path, version: int, digest: str) -> None:

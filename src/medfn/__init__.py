@@ -5,4 +5,6 @@ dependencies (FastAPI, pydicom, boto3) are imported by the modules that need the
 so that each event path pays only for what it uses at cold start.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

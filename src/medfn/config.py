@@ -42,7 +42,9 @@ class TensorSpec:
         return cls(name=str(raw["name"]), datatype=datatype, shape=tuple(int(d) for d in raw["shape"]))
 
     def accepts_shape(self, shape: tuple[int, ...]) -> bool:
-        return len(shape) == len(self.shape) and all(want < 0 or want == got for want, got in zip(self.shape, shape, strict=True))
+        return len(shape) == len(self.shape) and all(
+            want < 0 or want == got for want, got in zip(self.shape, shape, strict=True)
+        )
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,13 @@ def test_spawn_to_answer_says_when_there_was_no_answer() -> None:
 def test_cpu_seconds_counts_the_processes_a_server_starts() -> None:
     # a server that sleeps and a worker it starts that spins ~0.3 s: the worker's CPU is the server's
     spin = "import time; t = time.process_time(); exec('while time.process_time() - t < 0.3: pass')"
-    server = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {spin!r}]); time.sleep(3)"])  # fmt: skip
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {spin!r}]); time.sleep(3)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 10
         while cpu_seconds(server) < 0.25 and time.monotonic() < deadline:
@@ -63,7 +69,16 @@ def test_cpu_seconds_counts_the_processes_a_server_starts() -> None:
 
 def test_cpu_seconds_keeps_a_worker_that_has_exited_and_been_reaped() -> None:
     spin = "import time; t = time.process_time(); exec('while time.process_time() - t < 0.3: pass')"
-    server = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {spin!r}]); print('reaped', flush=True); time.sleep(3)"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {spin!r}]); "
+            "print('reaped', flush=True); time.sleep(3)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().strip() == "reaped"
         assert cpu_seconds(server) >= 0.25

@@ -66,7 +66,7 @@ def fuzz(document: dict[str, Any], url: str) -> int:
                     suppress_health_check=list(HealthCheck),
                 )
                 @given(case=operation.as_strategy(generation_mode=mode))
-                def exchange(case: schemathesis.Case) -> None:
+                def exchange(mode: GenerationMode, case: schemathesis.Case) -> None:
                     nonlocal sent
                     sent += 1
                     response = case.call(base_url=url, session=session, timeout=30)
@@ -77,7 +77,7 @@ def fuzz(document: dict[str, Any], url: str) -> int:
                     if response.status_code >= 400:
                         assert isinstance(response.json().get("error"), str), where
 
-                exchange()
+                exchange(mode)
     return sent
 
 

@@ -135,7 +135,7 @@ def test_buckets_are_encrypted_versioned_private_logged_and_tls_only(template: T
     buckets = template.find_resources("AWS::S3::Bucket")
     assert len(buckets) == 4  # access logs, models, uploads, results
     kms = 0
-    for logical_id, bucket in buckets.items():
+    for bucket in buckets.values():
         props = bucket["Properties"]
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}
         assert props["PublicAccessBlockConfiguration"] == {
@@ -147,9 +147,13 @@ def test_buckets_are_encrypted_versioned_private_logged_and_tls_only(template: T
             assert "LoggingConfiguration" in props
     assert kms == 3
     denies = [
-        p for p in template.find_resources("AWS::S3::BucketPolicy").values()
-        if any(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in p["Properties"]["PolicyDocument"]["Statement"])
-    ]  # fmt: skip
+        p
+        for p in template.find_resources("AWS::S3::BucketPolicy").values()
+        if any(
+            s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        )
+    ]
     assert len(denies) == 4
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
@@ -169,9 +173,15 @@ def test_rest_api_routes_keys_binary_types_and_logging(template: Template, proje
     )
     template.has_resource_properties(
         "AWS::ApiGateway::Stage",
-        {"StageName": "prod", "TracingEnabled": True, "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
-         "MethodSettings": Match.array_with([Match.object_like({"DataTraceEnabled": False, "LoggingLevel": "ERROR"})])},
-    )  # fmt: skip
+        {
+            "StageName": "prod",
+            "TracingEnabled": True,
+            "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+            "MethodSettings": Match.array_with(
+                [Match.object_like({"DataTraceEnabled": False, "LoggingLevel": "ERROR"})]
+            ),
+        },
+    )
     paths = {r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()}
     for config in function_configs(project_root).values():
         assert config["model"] in paths

@@ -24,6 +24,9 @@ answer = handler(json.load(open({event!r})), None)
 print(json.dumps({{"answer": answer, "loaded": sorted(m for m in {watched!r} if m in sys.modules)}}))
 """
 _WATCHED = ["fastapi", "mangum", "starlette", "boto3", "botocore", "aws_lambda_powertools", "fhir", "pydicom"]
+# medfn's own rooms: servers' batching and the local stores belong to neither Lambda path.
+_WATCHED += ["medfn.http", "medfn.pipeline.worker", "medfn.serving.batching", "medfn.metering.sqlite_store"]
+_WATCHED += ["medfn.metering.keys"]
 
 
 def probe(event_path: str, env: dict[str, str]) -> dict:
@@ -63,6 +66,8 @@ def test_an_s3_upload_never_imports_fastapi(aws_env: str, tmp_path) -> None:
     assert result["answer"]["results"] == 1
     assert {"fastapi", "mangum", "starlette", "fhir"}.isdisjoint(result["loaded"])
     assert {"boto3", "aws_lambda_powertools", "pydicom"} <= set(result["loaded"])
+    assert {"medfn.http", "medfn.serving.batching", "medfn.metering.sqlite_store"}.isdisjoint(result["loaded"])
+    assert "medfn.pipeline.worker" in result["loaded"]
     assert s3.head_object(Bucket="medfn-imports", Key="results/one scan.dcm.json")
 
 
@@ -72,3 +77,6 @@ def test_an_http_request_never_imports_boto3_or_powertools() -> None:
     assert result["answer"]["statusCode"] == 200
     assert {"boto3", "botocore", "aws_lambda_powertools", "fhir", "pydicom"}.isdisjoint(result["loaded"])
     assert {"fastapi", "mangum"} <= set(result["loaded"])
+    assert {"medfn.pipeline.worker", "medfn.serving.batching"}.isdisjoint(result["loaded"])
+    assert {"medfn.metering.sqlite_store", "medfn.metering.keys"}.isdisjoint(result["loaded"])
+    assert "medfn.http" in result["loaded"]

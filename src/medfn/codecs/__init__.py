@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from medfn.codecs.decoded import DecodedImage
 
-import numpy as np
+__all__ = ["MEDIA_TYPES", "DecodedImage", "decode_image", "signature_media_type", "sniff"]
 
 # Magic numbers: the type of an upload is read from its bytes, never from its name.
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -30,16 +30,6 @@ def signature_media_type(data: bytes) -> str | None:
     """The media type the bytes' signature says, or None."""
     kind = sniff(data)
     return MEDIA_TYPES[kind] if kind else None
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """Pixels as float32 in [0, 1]: (H, W) for grayscale, (H, W, 3) for colour."""
-
-    pixels: np.ndarray
-    source: str  # "png" | "jpeg" | "dicom"
-    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column), from DICOM
-    sop_instance_uid: str | None = None  # links a result back to its image, without PHI
 
 
 def decode_image(

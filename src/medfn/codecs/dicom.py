@@ -15,7 +15,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut
 
-from medfn.codecs import DecodedImage
+from medfn.codecs.decoded import DecodedImage
 from medfn.errors import UnprocessableInput, UnsupportedMediaType
 
 Window = tuple[float, float]  # (center, width)
@@ -104,6 +104,7 @@ def _file_window(ds: pydicom.Dataset) -> Window | None:
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is None or width is None:
         return None
+
     # Multi-valued windows offer alternatives; the first is the modality's default.
     def first(value: Any) -> float:  # a DS or IS value, or several
         return float(value[0]) if isinstance(value, pydicom.multival.MultiValue) else float(value)

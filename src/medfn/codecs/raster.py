@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from medfn.codecs import DecodedImage
+from medfn.codecs.decoded import DecodedImage
 from medfn.errors import UnprocessableInput
 
 # Full-range divisor per Pillow mode, so every image lands in [0, 1]. 16-bit PNGs open as "I;16"

@@ -5,6 +5,30 @@ embedded-metric-format line (`EmfMeter`); under `medfn serve` it lands in a SQLi
 store (`SqliteMeter`), where `medfn serve --api-keys` also enforces keys and tiers the way
 API Gateway does (`KeyGate`). `MeteringMiddleware` connects these to the FastAPI app.
 
-Import from the submodules: this package imports nothing itself, so the Lambda HTTP path
-loads the middleware and the EMF writer only, never SQLite or the key store.
+The names below load their module on first use (PEP 562), so the Lambda HTTP path loads the
+middleware and the EMF writer only, never SQLite or the key store.
 """
+
+from importlib import import_module
+from typing import Any
+
+# Public name -> the module that defines it, imported when the name is first used.
+_HOMES = {
+    "EmfMeter": "emf",
+    "KeyGate": "keys",
+    "Meter": "record",
+    "Metering": "middleware",
+    "MeteringMiddleware": "middleware",
+    "SqliteMeter": "sqlite_store",
+    "UsageRecord": "record",
+    "lambda_cost": "pricing",
+    "local_metering": "local",
+    "read_usage": "sqlite_store",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -37,7 +37,8 @@ def render(lines: list[UsageLine]) -> str:
     for line in lines:
         mean = line.duration_ms / line.calls if line.calls else 0.0
         rows.append(
-            f"{line.api_key_id:<24} {line.model:<24} {line.calls:>8} {line.billed_units:>8} {mean:>9.2f} {line.cost_usd:>12.8f}"
+            f"{line.api_key_id:<24} {line.model:<24} {line.calls:>8} {line.billed_units:>8} {mean:>9.2f}"
+            f" {line.cost_usd:>12.8f}"
         )
     total = sum(line.cost_usd for line in lines)
     rows.append(f"total estimated Lambda cost (arm64, prices {PRICES_READ}): ${total:.8f}")

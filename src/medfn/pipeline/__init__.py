@@ -11,8 +11,35 @@
     types.py           what passes between them: ObjectRef, Announced, StatusRecord, BatchSummary
 
 Nothing here is imported by the HTTP path, and boto3, Powertools and fhir.resources are
-imported only inside the functions that use them. Import from the modules: this package
-imports nothing itself, so an event source's key checks load only `types`.
+imported only inside the functions that use them. The names below load their module on
+first use (PEP 562), so importing this package costs nothing at cold start.
 """
 
-__all__: list[str] = []
+from importlib import import_module
+from typing import Any
+
+# Public name -> the module that defines it, imported when the name is first used.
+_HOMES = {
+    "Analysis": "analysis",
+    "Announced": "types",
+    "BatchSummary": "types",
+    "DynamoStatusTable": "dynamo_status",
+    "FolderStorage": "folder_storage",
+    "FolderWatch": "folder_watch",
+    "ObjectRef": "types",
+    "PipelineSettings": "settings",
+    "S3Storage": "s3_storage",
+    "ScanWorker": "worker",
+    "SqliteStatusTable": "sqlite_status",
+    "StatusRecord": "types",
+    "UploadTargets": "upload_slots",
+    "analyse": "analysis",
+    "presign_upload": "upload_slots",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -11,6 +11,8 @@ import importlib
 
 from medfn.serving.model import Model
 
+__all__ = ["TASKS", "model_class"]
+
 # task name (model.toml `task`) -> "module:class"
 TASKS: dict[str, str] = {
     "tensor": "medfn.serving.model:Model",
