@@ -3,7 +3,8 @@
 Start-up (imports of FastAPI, pydantic, numpy, onnxruntime; loading models; building the app)
 allocates ~100,000 long-lived objects and next to no garbage. `collector_paused` keeps the
 cyclic garbage collector from walking them again and again while they are made, then freezes
-them out of every later collection (benchmarks/README.md has the measured saving).
+them out of every later collection (benchmarks/README.md, "Why the code is the way it is", has
+the measured saving).
 
 SnapStart snapshots a function after init and resumes many environments from that one image,
 so whatever init made once is identical in all of them: the state of `random` and of numpy's

@@ -4,11 +4,10 @@ The zip holds, at its root: the function folder (`handler.py`, `function.toml`),
 `medfn` runtime, and the runtime's dependencies as cross-platform wheels for Lambda's
 python3.12 (manylinux, the function's architecture), unpacked with `--no-compile`; then a
 Python 3.12 compiles the whole bundle to bytecode. Lambda's code folder is read-only, so a
-bundle without bytecode compiles every module it imports on every cold start: measured on
-breast_mass's bundle, 830 ms to the first answer without, 340 ms with (benchmarks/bundle_cold_start.py).
-Wheels are downloaded once into
-a cache folder; later builds install from it with `--no-index`, so CI rebuilds offline.
-Lambda's handler setting is `handler.handler`.
+bundle without bytecode compiles every module it imports on every cold start, which more
+than doubles it (benchmarks/bundle_cold_start.py; figures in benchmarks/README.md). Wheels are
+downloaded once into a cache folder; later builds install from it with `--no-index`, so CI
+rebuilds offline. Lambda's handler setting is `handler.handler`.
 """
 
 from __future__ import annotations

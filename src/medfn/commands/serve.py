@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         )
         app = build_gateway_app(settings) if args.workers == 1 else None
     # ws="none": no route speaks WebSocket, and loading uvicorn's websockets protocol cost
-    # ~15 ms of every start (measured 344 -> 329 ms to the first 200)
+    # ~15 ms of every start
     options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": args.access_log, "ws": "none"}
     if app is not None:
         uvicorn.run(app, **options)

@@ -3,8 +3,8 @@
 Every medfn endpoint reads what it needs from the Request itself (bodies go to simdjson or
 the codecs, not to pydantic) and builds its own Response. For such an endpoint FastAPI's
 request handler still solves an empty set of dependencies, makes a sub-response to merge
-headers from and checks for streams and response models: ~15 us of the 93 a breast_mass JSON
-call spent in the whole app (measured in-process). This route class calls the endpoint
+headers from and checks for streams and response models, on every call, for endpoints that
+need none of it (benchmarks/README.md has the cost). This route class calls the endpoint
 directly. Everything else stays FastAPI's: matching, the OpenAPI document, exception
 handlers, the body limit and the per-request exit stacks.
 """

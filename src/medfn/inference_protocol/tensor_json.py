@@ -1,10 +1,10 @@
 """Reading an inference request's JSON, with each tensor's numbers going straight into numpy.
 
 A ResNet-18-sized input is 150,528 numbers. orjson makes a Python float of each and numpy
-then copies them out again: 5.5 ms a request on this project's 2-core machine. simdjson
-parses the document once and hands over an input's `data` as one buffer of int64, uint64 or
-float64 values, without a Python object per number: 1.6 ms (160 KB scan: 450 -> 180 us).
-Everything else in the document becomes ordinary Python objects.
+then copies them out again. simdjson parses the document once and hands over an input's
+`data` as one buffer of int64, uint64 or float64 values, without a Python object per number,
+which takes most of that time away (benchmarks/README.md has the figures). Everything else in
+the document becomes ordinary Python objects.
 """
 
 from __future__ import annotations

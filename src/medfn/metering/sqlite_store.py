@@ -30,10 +30,9 @@ CREATE INDEX IF NOT EXISTS usage_by_key ON usage (api_key_id, timestamp);
 _ROW = attrgetter(*COLUMNS)
 _ROW_PLACES = f"({', '.join('?' for _ in COLUMNS)})"
 # Rows per INSERT statement. executemany gives up and retakes the GIL around every row's
-# sqlite3_step, and under load each retake contends with the event loop's thread: flushing
-# breast_mass's 4,500 calls a second that way cost the server ~20 us of CPU per request
-# (~9%) and a ms or two of p99. One statement of many rows is one step: the GIL changes hands
-# once per thousand rows, and a flush every second no longer shows in either figure.
+# sqlite3_step, and under load each retake contends with the event loop's thread (server CPU
+# and p99 both showed it: benchmarks/README.md). One statement of many rows is one step: the
+# GIL changes hands once per thousand rows.
 _ROWS_PER_INSERT = 1000
 
 

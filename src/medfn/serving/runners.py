@@ -1,9 +1,9 @@
 """Where a model call runs: inline on the event loop, or on a worker thread.
 
 A Lambda environment serves one request at a time, so there every call runs inline: a thread
-hop only adds cost (measured at ~0.4 ms a call under Mangum, more than the small model's own
-inference). A server (uvicorn under `medfn serve`, a container) has concurrent callers, and
-there the right place depends on how long the call takes: `CostAwareRunner` decides per call.
+hop only adds cost, more than the small model's own inference. A server (uvicorn under
+`medfn serve`, a container) has concurrent callers, and there the right place depends on how
+long the call takes: `CostAwareRunner` decides per call.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ class Runner(Protocol):
     async def __call__(self, fn: Callable[..., T], /, *args: Any, size: int = 1, waits: bool = False) -> T: ...
 
 
-# Calls whose expected cost is below this run inline. A thread hop costs 0.1-0.25 ms of CPU
-# (measured on this project's 2-vCPU VM, where waking a thread on another core is dear) and a
+# Calls whose expected cost is below this run inline. A thread hop costs 0.1-0.25 ms of CPU and a
 # GIL handover; a call this short blocks the loop for less than a few hops would cost.
 INLINE_BELOW_S = 0.001
 # Weight of the newest call in a function's running estimate of its cost per unit of input.
@@ -52,10 +51,8 @@ class CostAwareRunner:
     batch is never given to the runner (the plane awaits the batch on the loop), and one waiting for a GPU says
     `waits=True` and always goes to the pool.
 
-    Measured on 2 cores, breast_mass (~30 us of inference) at concurrency 32: on the pool
-    3,000 requests/s, p99 44 ms; inline 5,400 requests/s, p99 11 ms. The pool itself is not
-    Starlette's 40 threads: with 32 callers in flight its 32 busy threads fought over the
-    GIL (2,200 requests/s, p99 52 ms).
+    The pool has as many threads as cores, not Starlette's 40: with 32 callers in flight, 32 busy
+    threads fight over the GIL. Figures for both choices: benchmarks/README.md.
     """
 
     def __init__(self, workers: int, inline_below_s: float = INLINE_BELOW_S) -> None:
@@ -71,12 +68,8 @@ class CostAwareRunner:
         key, size = _key(fn), max(1, size)
         unit_cost = self._unit_cost_s.get(key)
         if unit_cost is not None and unit_cost * size < self._inline_below_s and not waits:
-            # Yield to the loop once first, so the requests one turn read run in the next turn,
-            # after the loop has polled its sockets again. Run at once, each request ran in the
-            # turn that read it; under callers that each wait for their answer, those answered
-            # last in a turn sent again just after the next poll and missed every turn after:
-            # 2 of 32 connections served at half the rate (scan_classifier at concurrency 32,
-            # p99 36-39 ms, twice the median). With the yield: p99 22 ms, the same req/s.
+            # Yield to the loop once first, so the requests one turn read run after its next poll: run at
+            # once, the callers answered last in a turn missed every later turn and got half the rate.
             await asyncio.sleep(0)
             return self._timed(key, size, fn, args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._timed, key, size, fn, args)

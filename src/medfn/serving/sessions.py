@@ -71,8 +71,8 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = intra_op_threads(threads)
     options.inter_op_num_threads = 1
-    # Idle ORT threads spin by default and burn a core between requests: measured as ~40%
-    # fewer small-model requests/s on 2 vCPUs. Sleep instead.
+    # Idle ORT threads spin by default and burn a core between requests, a core the server's other
+    # work needs (benchmarks/README.md has what it cost). Sleep instead.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
@@ -99,14 +99,13 @@ class OverlapSessions:
     A call that starts while others already hold half the cores or more gets a one-thread
     session instead (on 2 cores: any call that is not alone): the cores are taken, and
     splitting each operator over threads that then wait for each other only adds
-    synchronisation. Measured on 2 cores, ResNet-18 at concurrency 8: 0.5-0.9 ms less CPU a
-    request (of ~21), 3% more requests/s. The main session goes to the next call as soon as it
-    is free, so on a many-core machine a steady pair of callers does not leave it idle.
+    synchronisation (less CPU a request and a higher rate: benchmarks/README.md). The main
+    session goes to the next call as soon as it is free, so on a many-core machine a steady pair
+    of callers does not leave it idle.
 
-    The one-thread session is made at the first overlap, from the artifact verified again
-    (ResNet-18: ~70 ms once; the server went from 221 to 245 MiB resident after a burst at
-    concurrency 8), so a process whose calls never overlap (a Lambda environment, one
-    request at a time; a batcher's single thread) never pays for it.
+    The one-thread session is made at the first overlap, from the artifact verified again (a
+    one-time build and the memory of a second session), so a process whose calls never overlap
+    (a Lambda environment, one request at a time; a batcher's single thread) never pays for it.
     """
 
     def __init__(
@@ -154,8 +153,8 @@ def return_freed_memory() -> None:
     """Give the OS back what glibc's allocator holds freed. Building a session parses the
     whole model and copies its weights, then frees the copies; made on a worker thread (as
     OverlapSessions makes its second one), that memory stays in the thread's malloc arena,
-    which glibc does not shrink by itself. Measured in `medfn serve` with ResNet-18 after a
-    burst at concurrency 8: 371 MiB resident without this, 243 with it. Not glibc: a no-op."""
+    which glibc does not shrink by itself, so the server stays that much larger
+    (benchmarks/README.md has the figures). Not glibc: a no-op."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # macOS, musl: no libc.so.6 or no malloc_trim
