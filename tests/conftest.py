@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,6 +36,19 @@ os.environ.setdefault("CDK_VALIDATION", "false")
 
 def load_event(name: str) -> dict:
     return json.loads((EVENTS / f"{name}.json").read_text("utf-8"))
+
+
+def create_status_table(dynamodb: Any, name: str) -> None:
+    """The pipeline's status table, keyed as the CDK app makes it, unless it exists already."""
+    if name in dynamodb.list_tables()["TableNames"]:
+        return
+    keys = [("object_uri", "HASH"), ("object_version", "RANGE")]
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in keys],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key, _ in keys],
+    )
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ import pytest
 
 from medfn.config import FunctionConfig
 from medfn.packaging import UNZIPPED_LIMIT, build_package, find_python312
-from tests.conftest import REPO, load_event
+from tests.conftest import REPO, create_status_table, load_event
 
 PYTHON312 = find_python312()
 pytestmark = pytest.mark.skipif(
@@ -105,18 +105,7 @@ def test_x86_64_zip_answers_api_gateway_and_s3_events_under_bare_python312(
     s3, dynamodb = boto3.client("s3"), boto3.client("dynamodb")
     s3.create_bucket(Bucket="uploads")
     s3.put_object(Bucket="uploads", Key="scan_classifier/chest 1.dcm", Body=chest_phantoms.to_dicom(images[1]))
-    dynamodb.create_table(
-        TableName="status",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[
-            {"AttributeName": "object_uri", "KeyType": "HASH"},
-            {"AttributeName": "object_version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "object_uri", "AttributeType": "S"},
-            {"AttributeName": "object_version", "AttributeType": "S"},
-        ],
-    )
+    create_status_table(dynamodb, "status")
     head = s3.head_object(Bucket="uploads", Key="scan_classifier/chest 1.dcm")
     s3_event = load_event("s3_object_created")
     record = s3_event["Records"][0]["s3"]

@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.conftest import create_status_table
 from tests.pipeline.flaky_s3 import FlakyS3
 from tests.pipeline.s3_helpers import MAX_ATTEMPTS, STATUS_TABLE
 
@@ -33,18 +34,6 @@ def pipeline_env(aws_env: str, flaky_s3: FlakyS3, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MEDFN_STATUS_TABLE", STATUS_TABLE)
     monkeypatch.setenv("MEDFN_MAX_ATTEMPTS", str(MAX_ATTEMPTS))
     clients = {name: boto3.client(name, endpoint_url=aws_env) for name in ("s3", "dynamodb", "sqs")}
-    if STATUS_TABLE not in clients["dynamodb"].list_tables()["TableNames"]:
-        clients["dynamodb"].create_table(
-            TableName=STATUS_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "object_uri", "KeyType": "HASH"},
-                {"AttributeName": "object_version", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "object_uri", "AttributeType": "S"},
-                {"AttributeName": "object_version", "AttributeType": "S"},
-            ],
-        )
+    create_status_table(clients["dynamodb"], STATUS_TABLE)
     flaky_s3.clear()
     return clients

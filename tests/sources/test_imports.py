@@ -13,7 +13,7 @@ import sys
 
 import boto3
 
-from tests.conftest import EVENTS, REPO
+from tests.conftest import EVENTS, REPO, create_status_table
 from tests.pipeline.test_corpus import corpus
 
 _PROBE = """
@@ -43,20 +43,7 @@ def test_an_s3_upload_never_imports_fastapi(aws_env: str, tmp_path) -> None:
     s3.create_bucket(Bucket="medfn-imports")
     dicom = next(s for s in corpus() if s.kind == "dicom")
     put = s3.put_object(Bucket="medfn-imports", Key="one scan.dcm", Body=dicom.data)
-    ddb = boto3.client("dynamodb", endpoint_url=aws_env)
-    if "medfn-imports" not in ddb.list_tables()["TableNames"]:
-        ddb.create_table(
-            TableName="medfn-imports",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "object_uri", "KeyType": "HASH"},
-                {"AttributeName": "object_version", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "object_uri", "AttributeType": "S"},
-                {"AttributeName": "object_version", "AttributeType": "S"},
-            ],
-        )
+    create_status_table(boto3.client("dynamodb", endpoint_url=aws_env), "medfn-imports")
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     event["Records"][0]["s3"]["bucket"]["name"] = "medfn-imports"
     event["Records"][0]["s3"]["object"].update(key="one+scan.dcm", eTag=put["ETag"].strip('"'), versionId=None)

@@ -9,8 +9,7 @@ The names below load their module on first use (PEP 562), so the Lambda HTTP pat
 middleware and the EMF writer only, never SQLite or the key store.
 """
 
-from importlib import import_module
-from typing import Any
+from medfn import _lazy_names
 
 # Public name -> the module that defines it, imported when the name is first used.
 _HOMES = {
@@ -27,8 +26,4 @@ _HOMES = {
 }
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = _lazy_names(__name__, _HOMES)

@@ -15,8 +15,7 @@ imported only inside the functions that use them. The names below load their mod
 first use (PEP 562), so importing this package costs nothing at cold start.
 """
 
-from importlib import import_module
-from typing import Any
+from medfn import _lazy_names
 
 # Public name -> the module that defines it, imported when the name is first used.
 _HOMES = {
@@ -38,8 +37,4 @@ _HOMES = {
 }
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__ = _lazy_names(__name__, _HOMES)
