@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medfn.function import load_models
+from medfn.gateway import load_gateway_plane
 from medfn.http import create_app
 from medfn.lambda_handler import make_handler
 from medfn.serving import InferencePlane, server_runner
@@ -144,6 +145,12 @@ def affine_plane(affine_store: LocalStore) -> InferencePlane:
 @pytest.fixture(scope="session")
 def affine_client(affine_plane: InferencePlane) -> TestClient:
     return TestClient(create_app(affine_plane, max_body_bytes=64 * 1024))
+
+
+@pytest.fixture(scope="session")
+def gateway_client() -> TestClient:
+    """Every reference function in one local gateway app, as `medfn serve` builds it."""
+    return TestClient(create_app(load_gateway_plane(REPO / "functions")), raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="session")

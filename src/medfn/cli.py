@@ -10,18 +10,37 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["serve", "predict", "watch", "package", "synth", "deploy", "usage", "bench"]
+COMMANDS = ["serve", "predict", "watch", "check", "package", "synth", "deploy", "usage", "bench"]
+
+
+class _ShowDefaults(argparse.HelpFormatter):
+    """Each option's help ends with its default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A user's mistake (a missing file, an unknown model, a missing tool) is one
+    line on stderr and exit status 2, never a traceback."""
+    from medfn.errors import MedfnError
+
     parser = argparse.ArgumentParser(prog="medfn", description="Serve medical ONNX models, locally and on AWS.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"medfn.commands.{name}")
-        module.add_arguments(commands.add_parser(name, help=module.HELP, description=module.HELP))
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=_ShowDefaults)
+        module.add_arguments(sub)
     args = parser.parse_args(argv)
     module = importlib.import_module(f"medfn.commands.{args.command}")
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except MedfnError as exc:
+        print(f"medfn {args.command}: {exc.message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medfn.config import FunctionConfig
-from medfn.serving import InferencePlane, Model, ModelStore, open_store
+from medfn.serving import InferencePlane, LocalStore, Model, ModelStore, open_store
 from medfn.tasks import model_class
 
 log = logging.getLogger(__name__)
@@ -58,3 +58,26 @@ def load_models(store: ModelStore, name: str) -> list[Model]:
     for model in models:
         model.load()
     return models
+
+
+def check_models(store_dir: Path, names: list[str] | None = None) -> list[str]:
+    """Every problem of the models in a local store, one line each; none when all would serve."""
+    store = LocalStore(store_dir)
+    names = names or sorted(path.parent.name for path in store_dir.glob("*/model.toml"))
+    lines: list[str] = []
+    for name in names:
+        if not (store_dir / name / "model.toml").is_file():
+            lines.append(f"{name}: no model.toml in {store_dir / name}")
+            continue
+        try:
+            models = load_models(store, name)
+        except (KeyError, TypeError, ValueError) as exc:  # tomllib's errors are ValueErrors
+            lines.append(f"{name}: model.toml cannot be read: {exc!r}")
+            continue
+        if not models:
+            lines.append(f"{name}: no version folder that its version policy serves")
+        for model in models:
+            lines += [
+                f"{name} v{model.version}: {problem}" for problem in model.problems or [model.reason] if not model.ready
+            ]
+    return lines

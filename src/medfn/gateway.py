@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medfn.config import discover_functions
+from medfn.errors import NotFound
 from medfn.function import load_function
 from medfn.serving import InferencePlane, server_runner
 
@@ -35,7 +36,12 @@ def load_gateway_plane(functions: Path, only: list[str] | None = None) -> Infere
     plane = InferencePlane(runner=server_runner())
     configs = discover_functions(functions)
     if not configs:
-        raise FileNotFoundError(f"no functions/*/function.toml under {functions}")
+        raise NotFound(
+            f"no functions/*/function.toml under {functions}: run medfn in a medfn project folder, or pass --functions"
+        )
+    unknown = sorted(set(only or ()) - {c.name for c in configs} - {c.model for c in configs})
+    if unknown:
+        raise NotFound(f"no function or model named {unknown[0]!r}; functions: {', '.join(c.name for c in configs)}")
     for config in configs:
         if only and config.name not in only and config.model not in only:
             continue

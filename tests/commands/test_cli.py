@@ -97,3 +97,52 @@ def test_serve_with_several_workers_answers_and_refuses_shared_quotas(tmp_path: 
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def assert_one_line(result: subprocess.CompletedProcess, command: str, *words: str) -> None:  # type: ignore[type-arg]
+    """A user's mistake: exit status 2 and one line on stderr that says what is wrong."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"medfn {command}: ")
+    assert all(word in result.stderr for word in words), result.stderr
+
+
+def test_user_mistakes_are_one_line_and_exit_2(scan: tuple[Path, str], tmp_path: Path) -> None:
+    assert_one_line(medfn("predict", "scan_classifier", str(tmp_path / "missing.dcm")), "predict", "no such file")
+    assert_one_line(medfn("predict", "nope", str(scan[0])), "predict", "'nope'", "breast_mass", "scan_classifier")
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert_one_line(medfn("predict", "scan_classifier", str(scan[0]), "--url", closed), "predict", "cannot reach")
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "medfn.cli", "predict", "scan_classifier", str(scan[0])],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert_one_line(elsewhere, "predict", "--functions")
+    assert_one_line(
+        medfn("watch", str(tmp_path / "scans"), "--function", "notes_classifier"),
+        "watch",
+        "notes_classifier does not take uploads; these do: scan_classifier, scan_segmenter",
+    )
+    assert_one_line(medfn("synth", env={"PATH": str(tmp_path)}), "synth", "Node.js")
+
+
+def test_predict_in_process_prints_the_answer_and_no_warnings(scan: tuple[Path, str]) -> None:
+    result = medfn("predict", "scan_classifier", str(scan[0]))
+    assert result.returncode == 0 and result.stderr == ""
+    answer = json.loads(result.stdout)
+    assert answer["model"] == "scan_classifier" and answer["model_version"] == "1" and answer["request_id"]
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    import argparse
+    import importlib
+
+    from medfn.cli import COMMANDS
+
+    for name in COMMANDS:
+        parser = argparse.ArgumentParser()
+        importlib.import_module(f"medfn.commands.{name}").add_arguments(parser)
+        assert all(action.help for action in parser._actions), name
+    assert "(default: 8080)" in medfn("serve", "--help").stdout

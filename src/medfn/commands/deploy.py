@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 from medfn.commands import synth
+from medfn.errors import BadRequest
 
 HELP = "synthesize and check the CDK app, then deploy it with `npx aws-cdk@2 deploy` (needs AWS credentials)"
 
@@ -33,8 +34,7 @@ def command(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     if shutil.which("npx") is None:
-        print("npx not found: install Node.js 20 or newer (the CDK CLI runs on it)")
-        return 2
+        raise BadRequest("npx not found: install Node.js 20 or newer (the CDK CLI runs on it), then run again")
     status = synth.synthesize(args)
     if status != 0:
         return status

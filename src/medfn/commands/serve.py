@@ -10,11 +10,13 @@ HELP = "run every function's model behind one local HTTP gateway"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
     parser.add_argument("--functions", help="folder of functions/*/function.toml (default: ./functions)")
     parser.add_argument("--only", nargs="*", help="serve only these functions")
-    parser.add_argument("--max-body-bytes", type=int, default=6 * 1024 * 1024)
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=6 * 1024 * 1024, help="largest request body (Lambda's synchronous limit)"
+    )
     parser.add_argument("--api-keys", type=Path, help="TOML of API keys and tiers to enforce as API Gateway does")
     parser.add_argument("--usage-store", type=Path, default=Path(".medfn") / "usage.sqlite3", help="SQLite usage store")
     parser.add_argument(

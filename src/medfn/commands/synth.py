@@ -22,11 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def synthesize(args: argparse.Namespace) -> int:
     """Shared by `medfn deploy`: package, synth with the checks on, lint; 0 when all pass."""
+    import shutil
+
     from medfn.config import discover_functions
+    from medfn.errors import BadRequest
+    from medfn.function import check_models
     from medfn.packaging import REPO, build_package
 
+    if shutil.which("node") is None:  # the CDK's constructs run in Node, through jsii
+        raise BadRequest("needs Node.js 20 or newer on PATH (the CDK runs on it): install it, then run again")
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    for config in discover_functions(REPO / "functions"):
+    configs = discover_functions(REPO / "functions")
+    problems = check_models(REPO / "model_store", sorted({config.model for config in configs}))
+    if problems:
+        print("\n".join(["medfn check found problems; nothing was synthesized:", *problems]))
+        return 1
+    for config in configs:
         zip_path = REPO / "dist" / f"{config.name}-{config.architecture}.zip"
         wanted = args.package == "all" or (args.package == "missing" and not zip_path.is_file())
         if config.runtime == "zip" and config.accelerator == "cpu" and wanted:

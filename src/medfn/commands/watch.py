@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from medfn.config import discover_functions
-    from medfn.errors import MedfnError
+    from medfn.errors import BadRequest, MedfnError, NotFound
     from medfn.function import load_function
     from medfn.gateway import functions_dir
     from medfn.pipeline.folder_storage import FolderStorage
@@ -44,12 +44,16 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    configs = [c for c in discover_functions(functions_dir(args.functions)) if c.uploads]
+    every = discover_functions(functions_dir(args.functions))
+    configs = [c for c in every if c.uploads]
+    names = ", ".join(c.name for c in configs) or "none"
+    if args.function is not None and args.function not in {c.name for c in every}:
+        raise NotFound(f"no function named {args.function!r}; these take uploads: {names}")
+    if args.function is not None and args.function not in {c.name for c in configs}:
+        raise BadRequest(f"{args.function} does not take uploads; these do: {names}")
     chosen = [c for c in configs if args.function in (None, c.name)]
     if len(chosen) != 1:
-        names = ", ".join(c.name for c in configs) or "none"
-        print(f"medfn watch: name one function with --function (functions with uploads: {names})", file=sys.stderr)
-        return 2
+        raise BadRequest(f"name one function with --function; these take uploads: {names}")
     assert chosen[0].directory is not None
     function = load_function(chosen[0].directory)
     try:

@@ -48,14 +48,7 @@ def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
         headers = {"x-request-id": rid, "x-model-version": str(target.version)}
         if prediction.binary and _wants(payload.accept, prediction.binary[1]):
             return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)
-        body = {
-            "model": target.name,
-            "model_version": str(target.version),
-            "request_id": rid,
-            "inference_ms": round(prediction.inference_ms, 3),
-            **prediction.body,
-        }
-        return JSONBody(body, headers=headers)
+        return JSONBody(prediction.answer(target, rid), headers=headers)
 
     return router
 

@@ -38,7 +38,7 @@ def load_document(head: bytes) -> Any:
     if not isinstance(document, simdjson.Object):
         return _plain(document)
     plain = {}
-    for key in document.keys():
+    for key in _keys(document):
         value = document[key]
         if key == "inputs" and isinstance(value, simdjson.Array):
             plain[key] = [_input(item) for item in value]
@@ -63,7 +63,15 @@ def _parse(head: bytes) -> Any:
 def _input(item: Any) -> Any:
     if not isinstance(item, simdjson.Object):
         return _plain(item)
-    return {key: _numbers(item[key]) if key == "data" else _plain(item[key]) for key in item.keys()}
+    return {key: _numbers(item[key]) if key == "data" else _plain(item[key]) for key in _keys(item)}
+
+
+def _keys(obj: Any) -> list[str]:
+    """An object's keys; simdjson cannot look up a key holding a NUL, so such a key is refused."""
+    keys: list[str] = list(obj.keys())
+    if any("\x00" in key for key in keys):
+        raise BadRequest("inference request has a JSON key with a NUL character")
+    return keys
 
 
 def _numbers(value: Any) -> Any:

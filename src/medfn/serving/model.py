@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from medfn.config import DATATYPES, ModelConfig, TensorSpec
-from medfn.errors import ArtifactError, BadRequest, ModelNotReady, UnsupportedMediaType
+from medfn.errors import ArtifactError, BadRequest, ModelNotReady, UnprocessableInput, UnsupportedMediaType
+from medfn.serving.graph_checks import fixed_dims, graph_problems
 from medfn.serving.store import ModelStore, verified_artifacts
 
 if TYPE_CHECKING:
@@ -41,6 +42,16 @@ class Prediction:
     binary: tuple[bytes, str] | None = None  # (content, media type), sent when the caller asks
     inference_ms: float = 0.0
 
+    def answer(self, model: Model, request_id: str) -> dict[str, Any]:
+        """The task route's JSON answer, which `medfn predict` prints too."""
+        return {
+            "model": model.name,
+            "model_version": str(model.version),
+            "request_id": request_id,
+            "inference_ms": round(self.inference_ms, 3),
+            **self.body,
+        }
+
 
 @dataclass
 class Model:
@@ -49,6 +60,8 @@ class Model:
     store: ModelStore
     ready: bool = False
     reason: str = "not loaded"
+    # What `load` found wrong in model.toml beside the graph and the task (medfn check lists it).
+    problems: list[str] = field(default_factory=list)
     provider: str = ""
     device: Device | None = None  # set with the session (onnxruntime is imported at load)
     session: Any = field(default=None, repr=False)
@@ -100,14 +113,29 @@ class Model:
             self.provider = self.session.get_providers()[0]
             self.device = session_device(self.session)
             self.overlap = overlap_sessions(self.session, self._one_thread_session)
-            self.load_task(paths)
+            self.problems = graph_problems(self.config, self.session.get_inputs(), self.session.get_outputs())
+            if not self.problems:  # the task's own checks read tensors the graph is known to have
+                self.load_task(paths)
+                self.problems = self.task_problems()
         except ArtifactError as exc:
             return self._not_ready(str(exc))
         except Exception:  # onnxruntime's and the task's own load errors
             log.exception("model %s version %s failed to load", self.name, self.version)
             return self._not_ready(f"version {self.version} could not be loaded (see the function's log)")
+        if self.problems:
+            return self._not_ready(f"version {self.version}: model.toml does not fit: " + "; ".join(self.problems))
         self.ready, self.reason = True, ""
         return True
+
+    def task_problems(self) -> list[str]:
+        """What the task finds wrong in model.toml beside the graph; tasks extend this."""
+        return []
+
+    def known_dim(self, spec: TensorSpec, axis: int) -> int | None:
+        """A declared tensor's size along `axis`, where the graph or model.toml fixes it."""
+        graph = {t.name: t for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        fixed = fixed_dims(graph[spec.name])[axis]
+        return fixed if fixed is not None else (spec.shape[axis] if spec.shape[axis] >= 0 else None)
 
     def _one_thread_session(self) -> Any:
         """A CPU session with one intra-op thread, built later than the main one: its bytes are
@@ -139,6 +167,11 @@ class Model:
             if spec is None:
                 raise BadRequest(f"model {self.name} has no input named {name!r}; inputs: {sorted(specs)}")
             _check_tensor(spec, array)
+            if self.config.max_batch_size > 0 and array.ndim and array.shape[0] > self.config.max_batch_size:
+                raise BadRequest(
+                    f"input {name!r} has {array.shape[0]} rows; model {self.name} takes at most"
+                    f" {self.config.max_batch_size} a request (max_batch_size)"
+                )
         missing = sorted(set(specs) - set(inputs))
         if missing:
             raise BadRequest(f"model {self.name} needs inputs {missing}")
@@ -147,8 +180,17 @@ class Model:
         """Validated inputs -> outputs; with a batcher this blocks until the request's batch ran."""
         self.ensure_ready()
         if self.batcher is not None:
-            return self.batcher.submit(inputs, outputs).result()
-        return self.execute(inputs, outputs or [spec.name for spec in self.config.outputs])
+            return self.refuse_non_finite(self.batcher.submit(inputs, outputs).result())
+        return self.refuse_non_finite(self.execute(inputs, outputs or [spec.name for spec in self.config.outputs]))
+
+    def refuse_non_finite(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs as they are, unless one holds NaN or infinity: that is never an answer."""
+        for name, array in outputs.items():
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise UnprocessableInput(
+                    f"model {self.name} gave a non-finite value in output {name!r} for this input; no answer is given"
+                )
+        return outputs
 
     def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
         """One session run, of one request or of a whole batch."""
@@ -202,3 +244,8 @@ def _check_tensor(spec: TensorSpec, array: np.ndarray) -> None:
         raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}; the model takes {list(spec.shape)}")
     if array.size == 0:  # a recurrent graph given an empty sequence aborts the whole process
         raise BadRequest(f"input {spec.name!r} has shape {list(array.shape)}: no elements to run on")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():  # checked after the cast to the input's type
+        raise BadRequest(
+            f"input {spec.name!r} holds a value that is not a finite {spec.datatype} number"
+            " (NaN, infinity, or beyond the type's range)"
+        )

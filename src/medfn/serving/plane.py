@@ -77,7 +77,12 @@ class InferencePlane:
         try:
             return versions[int(version)]
         except (KeyError, ValueError):
-            raise NotFound(f"model {name!r} has no version {version!r}; versions: {sorted(versions)}") from None
+            served = sorted(versions)
+            policy = versions[served[-1]].config.version_policy.policy if served else "latest"
+            raise NotFound(
+                f"model {name!r} serves no version {version!r}; served: {served} (version_policy {policy!r};"
+                ' policy = "all" or "specific" in model.toml serves more)'
+            ) from None
 
     @property
     def models(self) -> list[Model]:
@@ -115,7 +120,7 @@ class InferencePlane:
         self, model: Model, inputs: dict[str, np.ndarray], outputs: list[str] | None
     ) -> dict[str, np.ndarray]:
         if model.batcher is not None:
-            return await asyncio.wrap_future(model.batcher.submit(inputs, outputs))
+            return model.refuse_non_finite(await asyncio.wrap_future(model.batcher.submit(inputs, outputs)))
         elements = sum(array.size for array in inputs.values())
         return await self.runner(model.run, inputs, outputs, size=elements, waits=model.on_gpu)
 

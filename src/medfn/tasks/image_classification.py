@@ -9,10 +9,13 @@ import numpy as np
 from medfn.codecs import DecodedImage
 from medfn.serving.model import Payload, Prediction
 from medfn.tasks.imaging import ImageModel
-from medfn.tasks.labels import ranked_labels, softmax
+from medfn.tasks.labels import label_problems, ranked_labels, softmax
 
 
 class ImageClassifier(ImageModel):
+    def task_problems(self) -> list[str]:
+        return super().task_problems() + label_problems(self)
+
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         scores = outputs[post.get("output", self.config.outputs[0].name)][0]

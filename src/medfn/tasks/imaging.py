@@ -43,6 +43,37 @@ class ImageModel(Model):
 
     media_types = IMAGE_MEDIA_TYPES
 
+    def task_problems(self) -> list[str]:
+        """`[preprocessing]` against the image input, laid out [N, C, H, W]."""
+        prep, spec = self.config.preprocessing, self.config.inputs[0]
+        if len(spec.shape) != 4:
+            return [f"input {spec.name!r} must be [N, C, H, W] for an image task, not rank {len(spec.shape)}"]
+        problems = []
+        size = prep.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            problems.append("[preprocessing] size must be [height, width] in pixels")
+        else:
+            for axis, want, what in ((2, size[0], "height"), (3, size[1], "width")):
+                fixed = self.known_dim(spec, axis)
+                if fixed is not None and fixed != want:
+                    problems.append(f"[preprocessing] size has {what} {want}; input {spec.name!r} takes {fixed}")
+        color = prep.get("color", "L")
+        channels = {"L": 1, "RGB": 3}.get(color)
+        if channels is None:
+            problems.append(f'[preprocessing] color must be "L" or "RGB", not {color!r}')
+        elif (taken := self.known_dim(spec, 1)) not in (None, channels):
+            problems.append(f"[preprocessing] color {color} has {channels} channels; input {spec.name!r} takes {taken}")
+        for key in ("mean", "std"):
+            values = prep.get(key, [0.0 if key == "mean" else 1.0])
+            if not isinstance(values, list) or len(values) not in (1, channels or 1):
+                problems.append(f"[preprocessing] {key} must hold 1 or {channels} values")
+        if any(float(v) == 0.0 for v in prep.get("std", [1.0])):
+            problems.append("[preprocessing] std must not be 0")
+        window = prep.get("window")
+        if window is not None and not (isinstance(window, list) and len(window) == 2 and float(window[1]) > 0):
+            problems.append("[preprocessing] window must be [center, width] with a width above 0")
+        return problems
+
     def decode(self, payload: Payload) -> DecodedImage:
         prep = self.config.preprocessing
         window = prep.get("window")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from medfn.serving.model import Model
 
 
 def ranked_labels(probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
@@ -17,3 +20,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max())
     probabilities: np.ndarray = shifted / shifted.sum()
     return probabilities
+
+
+def label_problems(model: Model) -> list[str]:
+    """`[postprocessing] labels` against the output the task reads: one label per class."""
+    post = model.config.postprocessing
+    name = post.get("output", model.config.outputs[0].name if model.config.outputs else "")
+    spec = next((t for t in model.config.outputs if t.name == name), None)
+    if spec is None:
+        return [f"[postprocessing] output {name!r} is not a declared output"]
+    labels = post.get("labels")
+    if not isinstance(labels, list) or not labels:
+        return ["[postprocessing] labels must list the classes, in the output's order"]
+    classes = model.known_dim(spec, -1)
+    if classes is not None and classes != len(labels):
+        return [f"[postprocessing] has {len(labels)} labels; output {name!r} has {classes} classes"]
+    return []

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from medfn.errors import UnprocessableInput
+
+if TYPE_CHECKING:
+    from medfn.serving.model import Model
+
+
+_FP32_MAX = float(np.finfo(np.float32).max)
 
 
 def load_json(data: bytes) -> Any:
@@ -37,6 +44,8 @@ def number(value: Any, field: str) -> float:
         raise UnprocessableInput(f"{field} is too large") from exc
     if not math.isfinite(result):
         raise UnprocessableInput(f"{field} must be finite (got NaN or infinity)")
+    if abs(result) > _FP32_MAX:  # the features go to the model as FP32, where this is infinity
+        raise UnprocessableInput(f"{field} = {result:g} does not fit the model's FP32 input")
     return result
 
 
@@ -53,3 +62,16 @@ def feature_row(record: Any, features: list[str], where: str = "") -> list[float
     if unknown:
         raise UnprocessableInput(f"{where}unknown feature {unknown[0]!r}")
     return [number(record[name], f"{where}feature {name!r}") for name in features]
+
+
+def feature_problems(model: Model, features: Any) -> list[str]:
+    """`[preprocessing] features` against the input's last axis: one name per column."""
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+        return ["[preprocessing] features must list the input's columns by name, in order"]
+    if len(set(features)) != len(features):
+        return ["[preprocessing] features names a column twice"]
+    spec = model.config.inputs[0]
+    columns = model.known_dim(spec, -1)
+    if columns is not None and columns != len(features):
+        return [f"[preprocessing] names {len(features)} features; input {spec.name!r} has {columns} columns"]
+    return []

@@ -8,13 +8,22 @@ import numpy as np
 
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
-from medfn.tasks.records import feature_row, load_json
+from medfn.tasks.labels import label_problems
+from medfn.tasks.records import feature_problems, feature_row, load_json
 
 
 class TabularClassifier(Model):
     """Body: `{"feature": value, ...}`, or `{"records": [{...}, ...]}` for a batch."""
 
     media_types = frozenset({"application/json"})
+
+    def task_problems(self) -> list[str]:
+        problems = label_problems(self) + feature_problems(self, self.config.preprocessing.get("features"))
+        post = self.config.postprocessing
+        positive = post.get("positive_label")
+        if positive is not None and positive not in post.get("labels", []):
+            problems.append(f"[postprocessing] positive_label {positive!r} is not one of the labels")
+        return problems
 
     def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         features = list(self.config.preprocessing["features"])

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from medfn.errors import UnprocessableInput
+from medfn.errors import BadRequest, UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
-from medfn.tasks.labels import ranked_labels
+from medfn.tasks.labels import label_problems, ranked_labels
 
 
 class TextClassifier(Model):
@@ -28,6 +28,26 @@ class TextClassifier(Model):
         prep = self.config.preprocessing
         self.vocab: dict[str, int] = orjson.loads(artifacts[prep.get("vocab", "vocab.json")].read_bytes())
         self.pattern = re.compile(prep.get("pattern", r"\w+"))
+        self.largest_id = max([*self.vocab.values(), int(prep.get("unk_id", 1))])
+
+    def task_problems(self) -> list[str]:
+        """The labels, and one run with the vocabulary's largest id: an embedding with fewer rows refuses it."""
+        problems = label_problems(self)
+        probe = {self.config.inputs[0].name: np.asarray([[self.largest_id]], dtype=np.int64)}
+        try:
+            self.execute(probe, [self.config.outputs[0].name])
+        except BadRequest:
+            problems.append(
+                f"the graph refuses token id {self.largest_id}: the vocabulary is larger than the embedding"
+            )
+        return problems
+
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        """Raw token ids (the Open Inference Protocol) must be ids the vocabulary could give."""
+        super().check_inputs(inputs)
+        ids = inputs[self.config.inputs[0].name]
+        if ids.size and (ids.min() < 0 or ids.max() > self.largest_id):
+            raise BadRequest(f"token ids must lie in 0..{self.largest_id}, the vocabulary's ids")
 
     def text_of(self, payload: Payload) -> str:
         try:

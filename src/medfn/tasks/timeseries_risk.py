@@ -14,13 +14,22 @@ import numpy as np
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks import news2
-from medfn.tasks.records import feature_row, load_json
+from medfn.tasks.records import feature_problems, feature_row, load_json
 
 
 class TimeSeriesRisk(Model):
     """Body: `{"observations": [{"<feature>": value, ...}, ...], "on_oxygen": false}`, oldest first."""
 
     media_types = frozenset({"application/json"})
+
+    def task_problems(self) -> list[str]:
+        prep = self.config.preprocessing
+        problems = feature_problems(self, prep.get("features"))
+        for key in ("ranges", "categories"):
+            unknown = sorted(set(prep.get(key, {})) - set(prep.get("features") or []))
+            if unknown:
+                problems.append(f"[preprocessing] {key} names {unknown[0]!r}, which is not a feature")
+        return problems
 
     def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         prep = self.config.preprocessing
