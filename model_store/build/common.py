@@ -1,11 +1,9 @@
-"""Helpers shared by the training scripts: determinism, ONNX export and check, model.toml text."""
+"""Helpers shared by the training scripts: determinism, ONNX export and check."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -114,43 +112,3 @@ def run_onnx(
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def toml(value) -> str:
-    """A TOML literal for a str, bool, int, float or list (a JSON string is a TOML string)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return json.dumps(value)
-
-
-def _key(key: str) -> str:
-    """Bare keys where TOML allows them, quoted otherwise (e.g. "model.onnx")."""
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _entry(key: str, value) -> str:
-    line = f"{_key(key)} = {toml(value)}"
-    if len(line) <= 120 or not isinstance(value, (list, tuple)):
-        return line
-    # A long array one item a line, so that a diff of model.toml shows which item changed.
-    return "\n".join([f"{_key(key)} = [", *(f"    {toml(v)}," for v in value), "]"])
-
-
-def write_model_toml(path: Path, sections: list[tuple]) -> None:
-    """Write [section] blocks in order; a section name of None is the top-level table.
-
-    A section is (name, table) or (name, table, comment): people read model.toml to add a
-    model, and some values need a why; the comment goes in # lines under the header.
-    """
-    lines: list[str] = []
-    for name, table, *comment in sections:
-        if name is not None:
-            lines += ["", name]
-        lines += [f"# {line}" for text in comment for line in text.splitlines()]
-        lines += [_entry(key, value) for key, value in table.items()]
-    path.write_text("\n".join(lines).lstrip("\n") + "\n")
-    print(f"wrote {path}")

@@ -281,6 +281,11 @@ RESOLVED = ["prior {} now resolved", "{} resolved", "had {} last year, none sinc
 DURATIONS = ["2 days", "3 days", "1 week", "2 weeks", "a month", "several hours", "3 hrs", "yesterday", "2d", "1 wk"]
 
 
+# The splits the training script draws; the guards in model.toml are computed from the first.
+TRAIN_SEED, VAL_SEED, HELDOUT_SEED = 0, 1, 2  # three disjoint draws of the generator
+TRAIN_N, VAL_N, HELDOUT_N = 8000, 1000, 2000
+
+
 def tokenize(text: str) -> list[str]:
     """The serving tokenizer, as model.toml describes it: lowercase, then [a-z0-9]+ runs."""
     return PATTERN.findall(text.lower())

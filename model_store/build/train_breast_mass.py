@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_store.build import common
+from model_store.build import common, guards, model_toml
 from model_store.build.breast_cancer_data import split
 
 SEED = 0
@@ -65,7 +65,7 @@ def train(X: np.ndarray, y: np.ndarray) -> BreastMassMLP:
 
 
 def write_model_toml(features: list[str], accuracy: float, n: int) -> None:
-    common.write_model_toml(
+    model_toml.write_model_toml(
         MODEL_DIR / "model.toml",
         [
             (None, {"name": "breast_mass", "task": "tabular_classification", "max_batch_size": 64}),
@@ -106,6 +106,7 @@ def write_model_toml(features: list[str], accuracy: float, n: int) -> None:
                 },
             ),
             ("[card.metrics]", {"accuracy": accuracy, "heldout_n": n}),
+            *guards.breast_mass(),
         ],
     )
 

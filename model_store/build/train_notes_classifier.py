@@ -18,11 +18,10 @@ import torch
 from sklearn.metrics import f1_score
 from torch import nn
 
-from model_store.build import common
+from model_store.build import common, guards, model_toml
 from model_store.build import notes_corpus as corpus
+from model_store.build.notes_corpus import HELDOUT_N, HELDOUT_SEED, TRAIN_N, TRAIN_SEED, VAL_N, VAL_SEED
 
-TRAIN_SEED, VAL_SEED, HELDOUT_SEED = 0, 1, 2  # three disjoint draws of the generator
-TRAIN_N, VAL_N, HELDOUT_N = 8000, 1000, 2000
 EPOCHS = 8
 MODEL_DIR = common.STORE / "notes_classifier"
 ONNX_PATH, VOCAB_PATH = MODEL_DIR / "1" / "model.onnx", MODEL_DIR / "1" / "vocab.json"
@@ -119,7 +118,7 @@ def check_onnx(session: ort.InferenceSession, model: NotesGRU, vocab_size: int) 
 
 
 def write_model_toml(macro_f1: float, vocab_size: int) -> None:
-    common.write_model_toml(
+    model_toml.write_model_toml(
         MODEL_DIR / "model.toml",
         [
             (None, {"name": "notes_classifier", "task": "text_classification", "max_batch_size": 32}),
@@ -172,6 +171,7 @@ def write_model_toml(macro_f1: float, vocab_size: int) -> None:
                 },
             ),
             ("[card.metrics]", {"macro_f1": macro_f1, "heldout_n": HELDOUT_N}),
+            *guards.notes_classifier(),
         ],
     )
 

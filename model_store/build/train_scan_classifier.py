@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from model_store.build import chest_phantoms, common
+from model_store.build import chest_phantoms, common, guards, model_toml
 
 MODEL_DIR = common.STORE / "scan_classifier"
 ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
@@ -89,7 +89,7 @@ def robustness_checks() -> None:
 
 
 def write_model_toml(accuracy: float) -> None:
-    common.write_model_toml(
+    model_toml.write_model_toml(
         MODEL_DIR / "model.toml",
         [
             (None, {"name": "scan_classifier", "task": "image_classification", "max_batch_size": 32}),
@@ -125,6 +125,7 @@ def write_model_toml(accuracy: float) -> None:
                 },
             ),
             ("[card.metrics]", {"accuracy": round(accuracy, 4), "heldout_n": HELDOUT_N, "heldout_seed": HELDOUT_SEED}),
+            *guards.scan_classifier(),
         ],
     )
 

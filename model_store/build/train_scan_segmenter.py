@@ -17,7 +17,7 @@ import pydicom
 import torch
 from torch import nn
 
-from model_store.build import common, ct_phantoms
+from model_store.build import common, ct_phantoms, guards, model_toml
 
 MODEL_DIR = common.STORE / "scan_segmenter"
 ONNX_PATH = MODEL_DIR / "1" / "model.onnx"
@@ -102,7 +102,7 @@ def dicom_path_dice(n: int = 100, seed: int = 12345) -> float:
 
 
 def write_model_toml(dice: float) -> None:
-    common.write_model_toml(
+    model_toml.write_model_toml(
         MODEL_DIR / "model.toml",
         [
             (None, {"name": "scan_segmenter", "task": "image_segmentation", "max_batch_size": 16}),
@@ -147,6 +147,7 @@ def write_model_toml(dice: float) -> None:
                 },
             ),
             ("[card.metrics]", {"dice": round(dice, 4), "heldout_n": HELDOUT_N, "heldout_seed": HELDOUT_SEED}),
+            *guards.scan_segmenter(),
         ],
     )
 

@@ -20,10 +20,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from model_store.build import common, vitals_series
+from model_store.build import common, guards, model_toml, vitals_series
+from model_store.build.vitals_series import HELDOUT_N, HELDOUT_SEED, TRAIN_N, TRAIN_SEED, VAL_N, VAL_SEED
 
-TRAIN_SEED, VAL_SEED, HELDOUT_SEED = 0, 1, 2  # three disjoint draws of the generator
-TRAIN_N, VAL_N, HELDOUT_N = 12000, 2000, 4000
 EPOCHS = 12
 MAX_POSITIONS = 64  # learned positions; the runtime refuses series longer than max_length = 48
 MODEL_DIR = common.STORE / "vitals_risk"
@@ -139,7 +138,7 @@ def check_onnx(session: ort.InferenceSession, model: VitalsTransformer, series: 
 
 
 def write_model_toml(auroc: float, prevalence: float) -> None:
-    common.write_model_toml(
+    model_toml.write_model_toml(
         MODEL_DIR / "model.toml",
         [
             (
@@ -211,6 +210,7 @@ def write_model_toml(auroc: float, prevalence: float) -> None:
                 },
             ),
             ("[card.metrics]", {"auroc": auroc, "heldout_n": HELDOUT_N}),
+            *guards.vitals_risk(),
         ],
     )
 

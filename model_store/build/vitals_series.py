@@ -36,6 +36,11 @@ NOISE_SD = np.array([3.0, 1.2, 0.8, 5.0, 0.15])  # hour-to-hour physiological va
 NOISE_PHI = 0.7  # autocorrelation of that variation from one hour to the next
 
 
+# The splits the training script draws; the guards in model.toml are computed from the first.
+TRAIN_SEED, VAL_SEED, HELDOUT_SEED = 0, 1, 2  # three disjoint draws of the generator
+TRAIN_N, VAL_N, HELDOUT_N = 12000, 2000, 4000
+
+
 def _baseline(rng: np.random.Generator) -> np.ndarray:
     hr, rr, spo2, sbp, temp = rng.normal([78, 16, 97.5, 125, 36.8], [10, 2, 1.2, 15, 0.3])
     kind = rng.random()

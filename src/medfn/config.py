@@ -79,6 +79,8 @@ class ModelConfig:
     # version -> {artifact file name -> sha256 hex}
     sha256: dict[int, dict[str, str]] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
+    # `[guards]`: what inputs lie outside the model's training data (medfn.tasks.guards)
+    guards: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> ModelConfig:
@@ -99,6 +101,7 @@ class ModelConfig:
             dynamic_batching=dict(raw["dynamic_batching"]) if "dynamic_batching" in raw else None,
             sha256={int(version): dict(spec.get("sha256", {})) for version, spec in raw.get("versions", {}).items()},
             card=dict(raw.get("card", {})),
+            guards=dict(raw.get("guards", {})),
         )
 
     @classmethod

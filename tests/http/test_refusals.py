@@ -47,7 +47,11 @@ def test_a_tensor_value_beyond_fp32_is_refused_on_v2(gateway_client: TestClient,
 def test_binary_nan_is_refused_on_v2(gateway_client: TestClient) -> None:
     values = np.full((1, 30), np.nan, dtype=np.float32).tobytes()
     head = json.dumps(
-        {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 30], "parameters": {"binary_data_size": 120}}]}
+        {
+            "inputs": [
+                {"name": "features", "datatype": "FP32", "shape": [1, 30], "parameters": {"binary_data_size": 120}}
+            ]
+        }
     ).encode()
     answer = gateway_client.post(
         "/v2/models/breast_mass/infer",
@@ -65,7 +69,9 @@ def test_binary_nan_is_refused_on_v2(gateway_client: TestClient) -> None:
     ],
 )
 def test_a_nul_in_a_json_key_is_a_400(gateway_client: TestClient, body: bytes) -> None:
-    answer = gateway_client.post("/v2/models/breast_mass/infer", content=body, headers={"content-type": "application/json"})
+    answer = gateway_client.post(
+        "/v2/models/breast_mass/infer", content=body, headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 400 and "NUL" in answer.json()["error"]
 
 

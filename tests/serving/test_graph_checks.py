@@ -22,7 +22,7 @@ from tests.conftest import REPO
 MISTAKES = [
     ("breast_mass", 'name = "features"', 'name = "feats"', "input 'feats' is not in the graph"),
     ("breast_mass", 'name = "probabilities"', 'name = "probs"', "output 'probs' is not in the graph"),
-    ("breast_mass", 'datatype = "FP32"\nshape = [-1, 30]', 'datatype = "FP64"\nshape = [-1, 30]', "is FP32 in the graph, FP64"),
+    ("breast_mass", 'datatype = "FP32"\nshape = [-1, 30]', 'datatype = "FP64"\nshape = [-1, 30]', "FP32 in the graph"),
     ("breast_mass", "shape = [-1, 30]", "shape = [-1, 30, 1]", "has rank 2 in the graph, 3 in model.toml"),
     ("breast_mass", "shape = [-1, 30]", "shape = [-1, 31]", "dim 1 is 30 in the graph, 31 in model.toml"),
     ("breast_mass", '    "mean radius",\n', "", "names 29 features; input 'features' has 30 columns"),

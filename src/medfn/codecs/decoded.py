@@ -15,3 +15,5 @@ class DecodedImage:
     source: str  # "png" | "jpeg" | "dicom"
     pixel_spacing_mm: tuple[float, float] | None = None  # (row, column), from DICOM
     sop_instance_uid: str | None = None  # links a result back to its image, without PHI
+    modality: str | None = None  # DICOM Modality (CT, DX, ...), for the model's guards
+    photometric: str | None = None  # DICOM PhotometricInterpretation as the file states it

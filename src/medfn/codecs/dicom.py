@@ -60,6 +60,8 @@ def decode_dicom(
         source="dicom",
         pixel_spacing_mm=_pixel_spacing(ds),
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")) or None,
+        modality=str(ds.get("Modality", "")) or None,
+        photometric=str(ds.get("PhotometricInterpretation", "")) or None,
     )
 
 

@@ -41,6 +41,8 @@ class Prediction:
     body: dict[str, Any]
     binary: tuple[bytes, str] | None = None  # (content, media type), sent when the caller asks
     inference_ms: float = 0.0
+    # Why the answer may not hold: the input lies outside what the model was trained on
+    warnings: list[str] = field(default_factory=list)
 
     def answer(self, model: Model, request_id: str) -> dict[str, Any]:
         """The task route's JSON answer, which `medfn predict` prints too."""
@@ -50,6 +52,7 @@ class Prediction:
             "request_id": request_id,
             "inference_ms": round(self.inference_ms, 3),
             **self.body,
+            "warnings": self.warnings,
         }
 
 

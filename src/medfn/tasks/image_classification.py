@@ -22,7 +22,8 @@ class ImageClassifier(ImageModel):
         probabilities = softmax(scores) if post.get("softmax", False) else scores
         ranked = ranked_labels(probabilities, list(post["labels"]))
         body: dict[str, Any] = {"top_label": ranked[0]["label"], "labels": ranked}
-        image: DecodedImage = context
+        image: DecodedImage
+        image, warnings = context
         if image.sop_instance_uid:
             body["sop_instance_uid"] = image.sop_instance_uid  # links back without demographics
-        return Prediction(body=body)
+        return Prediction(body=body, warnings=warnings)

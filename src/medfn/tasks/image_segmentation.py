@@ -39,7 +39,8 @@ def mask_png(mask: np.ndarray) -> bytes:
 class ImageSegmenter(ImageModel):
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
-        image: DecodedImage = context
+        image: DecodedImage
+        image, warnings = context
         probabilities = outputs[post.get("output", self.config.outputs[0].name)][0, 0]
         # Upsample probabilities, not the mask, to the scan's own size: smoother edges.
         height, width = image.pixels.shape[:2]
@@ -65,4 +66,4 @@ class ImageSegmenter(ImageModel):
             body["area_mm2"] = round(area_px * row_mm * col_mm, 3)
         if image.sop_instance_uid:
             body["sop_instance_uid"] = image.sop_instance_uid
-        return Prediction(body=body, binary=(png, "image/png"))
+        return Prediction(body=body, binary=(png, "image/png"), warnings=warnings)

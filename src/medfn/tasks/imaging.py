@@ -13,6 +13,7 @@ from PIL import Image
 from medfn.codecs import DecodedImage, decode_image
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload
+from medfn.tasks.guards import Guards
 
 IMAGE_MEDIA_TYPES = frozenset(
     {"image/png", "image/jpeg", "application/dicom", "application/octet-stream", "application/json"}
@@ -69,6 +70,7 @@ class ImageModel(Model):
                 problems.append(f"[preprocessing] {key} must hold 1 or {channels} values")
         if any(float(v) == 0.0 for v in prep.get("std", [1.0])):
             problems.append("[preprocessing] std must not be 0")
+        problems += Guards(self.config.guards).problems()
         window = prep.get("window")
         if window is not None and not (isinstance(window, list) and len(window) == 2 and float(window[1]) > 0):
             problems.append("[preprocessing] window must be [center, width] with a width above 0")
@@ -98,7 +100,8 @@ class ImageModel(Model):
 
     def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         image = self.decode(payload)
-        return {self.config.inputs[0].name: self.to_tensor(image)}, image
+        warnings = Guards(self.config.guards).modality(image)
+        return {self.config.inputs[0].name: self.to_tensor(image)}, (image, warnings)
 
 
 def _to_color(pixels: np.ndarray, color: str) -> np.ndarray:

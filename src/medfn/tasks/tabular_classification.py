@@ -8,6 +8,7 @@ import numpy as np
 
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
+from medfn.tasks.guards import Guards
 from medfn.tasks.labels import label_problems
 from medfn.tasks.records import feature_problems, feature_row, load_json
 
@@ -18,7 +19,9 @@ class TabularClassifier(Model):
     media_types = frozenset({"application/json"})
 
     def task_problems(self) -> list[str]:
-        problems = label_problems(self) + feature_problems(self, self.config.preprocessing.get("features"))
+        features = self.config.preprocessing.get("features")
+        problems = label_problems(self) + feature_problems(self, features)
+        problems += Guards(self.config.guards).problems(features if isinstance(features, list) else [])
         post = self.config.postprocessing
         positive = post.get("positive_label")
         if positive is not None and positive not in post.get("labels", []):
@@ -35,8 +38,10 @@ class TabularClassifier(Model):
         limit = self.config.max_batch_size or 1
         if len(records) > limit:
             raise UnprocessableInput(f"at most {limit} records per request")
-        rows = [feature_row(r, features, f"record {i}: " if batch else "") for i, r in enumerate(records)]
-        return {self.config.inputs[0].name: np.asarray(rows, dtype=np.float32)}, batch
+        wheres = [f"record {i}: " if batch else "" for i in range(len(records))]
+        rows = [feature_row(r, features, where) for r, where in zip(records, wheres, strict=True)]
+        warnings = Guards(self.config.guards).ranges(features, rows, [f"{where}feature " for where in wheres])
+        return {self.config.inputs[0].name: np.asarray(rows, dtype=np.float32)}, (batch, warnings)
 
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
@@ -51,4 +56,5 @@ class TabularClassifier(Model):
             }
             for p in probabilities
         ]
-        return Prediction(body={"predictions": rows} if context else rows[0])
+        batch, warnings = context
+        return Prediction(body={"predictions": rows} if batch else rows[0], warnings=warnings)

@@ -16,6 +16,7 @@ import orjson
 
 from medfn.errors import BadRequest, UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
+from medfn.tasks.guards import Guards
 from medfn.tasks.labels import label_problems, ranked_labels
 
 
@@ -32,7 +33,7 @@ class TextClassifier(Model):
 
     def task_problems(self) -> list[str]:
         """The labels, and one run with the vocabulary's largest id: an embedding with fewer rows refuses it."""
-        problems = label_problems(self)
+        problems = label_problems(self) + Guards(self.config.guards).problems()
         probe = {self.config.inputs[0].name: np.asarray([[self.largest_id]], dtype=np.int64)}
         try:
             self.execute(probe, [self.config.outputs[0].name])
@@ -83,10 +84,14 @@ class TextClassifier(Model):
         ids = self.tokens(text)
         if not ids:
             raise UnprocessableInput("note has no words")
-        return {self.config.inputs[0].name: np.asarray([ids], dtype=np.int64)}, len(ids)
+        unknown = int(self.config.preprocessing.get("unk_id", 1))
+        warnings = Guards(self.config.guards).vocabulary(sum(i != unknown for i in ids), len(ids))
+        return {self.config.inputs[0].name: np.asarray([ids], dtype=np.int64)}, (len(ids), warnings)
 
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         probabilities = outputs[post.get("output", self.config.outputs[0].name)][0]
         ranked = ranked_labels(probabilities, list(post["labels"]))
-        return Prediction(body={"top_label": ranked[0]["label"], "labels": ranked, "tokens": context})
+        tokens, warnings = context
+        body = {"top_label": ranked[0]["label"], "labels": ranked, "tokens": tokens}
+        return Prediction(body=body, warnings=warnings)

@@ -14,6 +14,7 @@ import numpy as np
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks import news2
+from medfn.tasks.guards import Guards
 from medfn.tasks.records import feature_problems, feature_row, load_json
 
 
@@ -25,6 +26,7 @@ class TimeSeriesRisk(Model):
     def task_problems(self) -> list[str]:
         prep = self.config.preprocessing
         problems = feature_problems(self, prep.get("features"))
+        problems += Guards(self.config.guards).problems(prep.get("features") or [])
         for key in ("ranges", "categories"):
             unknown = sorted(set(prep.get(key, {})) - set(prep.get("features") or []))
             if unknown:
@@ -44,10 +46,12 @@ class TimeSeriesRisk(Model):
         on_oxygen = document.get("on_oxygen", False)
         if not isinstance(on_oxygen, bool):
             raise UnprocessableInput('"on_oxygen" must be true or false')
-        rows = [self._row(obs, features, f"observation {i}: ") for i, obs in enumerate(series)]
+        wheres = [f"observation {i}: " for i in range(len(series))]
+        rows = [self._row(obs, features, where) for obs, where in zip(series, wheres, strict=True)]
+        warnings = Guards(self.config.guards).ranges(features, rows, wheres)
         latest = dict(series[-1]) if isinstance(series[-1], dict) else {}
         tensor = np.asarray([rows], dtype=np.float32)  # (1, time, features)
-        return {self.config.inputs[0].name: tensor}, (latest, on_oxygen)
+        return {self.config.inputs[0].name: tensor}, (latest, on_oxygen, warnings)
 
     def _row(self, observation: Any, features: list[str], where: str) -> list[float]:
         """Categorical values (e.g. ACVPU letters) mapped, then every value checked against its range."""
@@ -81,9 +85,9 @@ class TimeSeriesRisk(Model):
                 band = str(name)
         body: dict[str, Any] = {"risk": risk, "risk_band": band}
         if post.get("news2", False):
-            latest, on_oxygen = context
+            latest, on_oxygen, _ = context
             body["news2"] = _news2_of(latest, on_oxygen)
-        return Prediction(body=body)
+        return Prediction(body=body, warnings=context[-1])
 
 
 def _news2_of(latest: dict[str, Any], on_oxygen: bool) -> dict[str, Any]:
