@@ -25,6 +25,7 @@ AIR_HU, FAT_HU, SOFT_TISSUE_HU, LUNG_HU, BONE_HU = -1000.0, -100.0, 40.0, -850.0
 RESCALE_INTERCEPT = -1024  # stored value = HU + 1024, so air (-1000) is stored as 24
 HU_RANGE = (-1024.0, 3071.0)  # what 12 stored bits hold with that intercept
 LESION_FREE_FRACTION = 0.1
+TRAINING_SIZE = 128  # pixels across a slice in the segmenter's training data
 
 
 def generate(n: int, seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +159,9 @@ def _slice(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]
         lung_hard = lung_soft > 0.5
         hu += (lesion["hu"] - hu) * _inside(distance, edge * lesion["blur"]) * lung_soft
         mask = ((distance < 0) & lung_hard).astype(np.uint8)
-    hu += rng.normal(0.0, noise_hu, (size, size))
+    # Quantum noise grows as pixels shrink: its variance goes inversely with the pixel's area, so a
+    # slice made at any size and averaged down to the training grid has the training slices' noise.
+    hu += rng.normal(0.0, noise_hu * size / TRAINING_SIZE, (size, size))
     # Like a scanner's output: nothing below -1024 HU, so a DICOM file stores it losslessly.
     return np.clip(hu, HU_RANGE[0], HU_RANGE[1]).astype(np.float32), mask
 

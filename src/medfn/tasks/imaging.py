@@ -98,9 +98,19 @@ class ImageModel(Model):
         std = np.asarray(prep.get("std", [1.0]), dtype=np.float32).reshape(-1, 1, 1)
         return ((tensor - mean) / std)[np.newaxis].astype(np.float32, copy=False)
 
+    def _coarser_than_trained(self, image: DecodedImage) -> list[str]:
+        """An image with fewer pixels than the model's grid is enlarged: detail it never had is
+        interpolated, not measured, so the answer comes with a warning."""
+        height, width = image.pixels.shape[:2]
+        size = list(self.config.preprocessing["size"])
+        if height >= size[0] and width >= size[1]:
+            return []
+        model_grid = f"{size[1]}x{size[0]}"
+        return [f"the image is {width}x{height} pixels, coarser than the {model_grid} the model reads; it was enlarged"]
+
     def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         image = self.decode(payload)
-        warnings = Guards(self.config.guards).modality(image)
+        warnings = Guards(self.config.guards).modality(image) + self._coarser_than_trained(image)
         return {self.config.inputs[0].name: self.to_tensor(image)}, (image, warnings)
 
 
@@ -116,9 +126,12 @@ def _to_color(pixels: np.ndarray, color: str) -> np.ndarray:
 
 
 def _resize(channel: np.ndarray, width: int, height: int) -> np.ndarray:
+    """To the model's grid. Shrinking averages each output pixel's area (a box filter), as a
+    coarser detector would have measured it: a scan at twice the training resolution comes back
+    as the training grid saw it, texture and noise included. Enlarging interpolates bilinearly."""
     if channel.shape == (height, width):
         return channel.astype(np.float32, copy=False)
-    resized = Image.fromarray(channel.astype(np.float32, copy=False), mode="F").resize(
-        (width, height), Image.Resampling.BILINEAR
-    )
+    shrinking = channel.shape[0] >= height and channel.shape[1] >= width
+    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    resized = Image.fromarray(channel.astype(np.float32, copy=False), mode="F").resize((width, height), resample)
     return np.asarray(resized, dtype=np.float32)
