@@ -107,10 +107,10 @@ def test_served_by_the_local_gateway(project: Path) -> None:
     assert client.get("/v1/models").json()["models"][0]["ready"] is True
     for record in RECORDS:
         answer = client.post("/v1/models/sepsis_screen/predict", json=record).json()
-        assert answer["probability_positive"] == pytest.approx(expected_positive(record), abs=1e-6)
+        assert answer["probabilities"]["positive"] == pytest.approx(expected_positive(record), abs=1e-6)
         assert answer["label"] == ("positive" if expected_positive(record) > 0.5 else "negative")
-    batch = client.post("/v1/models/sepsis_screen/predict", json={"records": RECORDS}).json()["predictions"]
-    assert [p["probability_positive"] for p in batch] == pytest.approx(
+    batch = client.post("/v1/models/sepsis_screen/predict", json={"records": RECORDS}).json()["records"]["predictions"]
+    assert [p["probabilities"]["positive"] for p in batch] == pytest.approx(
         [expected_positive(r) for r in RECORDS], abs=1e-6
     )
     oip = client.post(
@@ -133,6 +133,6 @@ def test_answers_through_its_lambda_handler(project: Path) -> None:
     )
     response = module.handler(event, Context())
     assert response["statusCode"] == 200
-    assert json.loads(decoded_body(response))["probability_positive"] == pytest.approx(
+    assert json.loads(decoded_body(response))["probabilities"]["positive"] == pytest.approx(
         expected_positive(RECORDS[0]), abs=1e-6
     )

@@ -82,6 +82,7 @@ def write_model_toml(features: list[str], accuracy: float, n: int) -> None:
             (
                 "[card]",
                 {
+                    "notice": "demonstration model, not for clinical use",
                     "summary": (
                         "Small MLP (30-32-16-2) classifying a breast mass as benign or malignant "
                         "from 30 fine-needle-aspirate nucleus measurements."

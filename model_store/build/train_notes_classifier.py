@@ -145,6 +145,7 @@ def write_model_toml(macro_f1: float, vocab_size: int) -> None:
             (
                 "[card]",
                 {
+                    "notice": "demonstration model, not for clinical use",
                     "summary": (
                         f"Bidirectional GRU over word tokens ({vocab_size} known words) that routes "
                         "a short clinical note to cardiology, respiratory, neurology, "

@@ -105,6 +105,7 @@ def write_model_toml(accuracy: float) -> None:
             (
                 "[card]",
                 {
+                    "notice": "demonstration model, not for clinical use",
                     "summary": "Flags a focal lung opacity on a frontal chest radiograph.",
                     "data": (
                         f"Trained on {TRAIN_N} synthetic chest radiograph phantoms "

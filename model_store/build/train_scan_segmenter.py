@@ -125,6 +125,7 @@ def write_model_toml(dice: float) -> None:
             (
                 "[card]",
                 {
+                    "notice": "demonstration model, not for clinical use",
                     "summary": "Segments a lung lesion on an axial chest CT slice: per-pixel probability.",
                     "data": (
                         f"Trained on {TRAIN_N} synthetic axial CT phantoms in Hounsfield units "

@@ -176,14 +176,20 @@ def write_model_toml(auroc: float, prevalence: float) -> None:
             ),
             (
                 "[postprocessing]",
-                {"bands": [[0.0, "low"], [0.3, "medium"], [0.6, "high"]], "news2": True},
-                "bands: lower bounds of risk.\n"
+                {
+                    "bands": [[0.0, "low"], [0.3, "medium"], [0.6, "high"]],
+                    "labels": ["stable", "deteriorating"],
+                    "news2": True,
+                },
+                "bands: lower bounds of risk; the answer's label is the band the risk reaches.\n"
+                "labels: the two outcomes the probabilities name (NEWS2 >= 5 in 4 h or not).\n"
                 "news2: the latest observation's NEWS2 (medfn.tasks.news2) comes back beside the risk.",
             ),
             ("[versions.1.sha256]", {"model.onnx": common.sha256(ONNX_PATH)}),
             (
                 "[card]",
                 {
+                    "notice": "demonstration model, not for clinical use",
                     "summary": (
                         "Transformer encoder (2 layers, d_model 32, 4 heads) over up to 48 hourly "
                         "vital-sign observations; outputs the probability that NEWS2 reaches 5 or "

@@ -31,7 +31,7 @@ def scan(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_predict_in_process(scan: tuple[Path, str]) -> None:
     result = medfn("predict", "scan_classifier", str(scan[0]))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["top_label"] == scan[1]
+    assert json.loads(result.stdout)["label"] == scan[1]
 
 
 def test_predict_reports_refusals_with_a_failing_exit(tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_serve_then_predict_over_http(scan: tuple[Path, str], tmp_path: Path) ->
         assert httpx.get(url + "/v1/models").json()["models"][0]["name"] == "scan_classifier"
         result = medfn("predict", "scan_classifier", str(scan[0]), "--url", url)
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["top_label"] == scan[1]
+        assert json.loads(result.stdout)["label"] == scan[1]
     finally:
         server.terminate()
         server.wait(timeout=20)

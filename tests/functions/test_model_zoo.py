@@ -55,7 +55,9 @@ def test_breast_mass_accuracy_on_the_held_out_split(zoo: TestClient) -> None:
     records = [dict(zip(names, map(float, row), strict=True)) for row in x_test]
     predictions = []
     for start in range(0, len(records), 64):  # batches, as a client would send them
-        predictions += predict(zoo, "breast_mass", json={"records": records[start : start + 64]})["predictions"]
+        predictions += predict(zoo, "breast_mass", json={"records": records[start : start + 64]})["records"][
+            "predictions"
+        ]
     predicted = np.asarray([p["label"] == "malignant" for p in predictions], dtype=int)
     accuracy = float(np.mean(predicted == y_test))
     assert accuracy >= 0.95, accuracy
@@ -95,7 +97,7 @@ def test_notes_macro_f1_on_fresh_notes(zoo: TestClient) -> None:
     notes, labels = notes_corpus.generate(300, seed=777001)
     predicted = [
         notes_corpus.CATEGORIES.index(
-            predict(zoo, "notes_classifier", content=n.encode(), headers={"content-type": "text/plain"})["top_label"]
+            predict(zoo, "notes_classifier", content=n.encode(), headers={"content-type": "text/plain"})["label"]
         )
         for n in notes
     ]
@@ -106,7 +108,7 @@ def test_notes_macro_f1_on_fresh_notes(zoo: TestClient) -> None:
 
 def test_notes_json_form_and_refusals(zoo: TestClient) -> None:
     answer = predict(zoo, "notes_classifier", json={"text": "Wheeze and productive cough, SpO2 91% on air."})
-    assert answer["top_label"] in {"respiratory"} and answer["tokens"] > 0
+    assert answer["label"] in {"respiratory"} and answer["text"]["tokens"] > 0
     assert "empty" in refusal(zoo, "notes_classifier", content=b"   ", headers={"content-type": "text/plain"})
     assert "UTF-8" in refusal(
         zoo, "notes_classifier", content=b"chest \xff pain", headers={"content-type": "text/plain"}
@@ -133,7 +135,7 @@ def test_vitals_auroc_on_fresh_trajectories(zoo: TestClient) -> None:
     from sklearn.metrics import roc_auc_score
 
     series, labels = vitals_series.generate(300, seed=880011)
-    risks = [predict(zoo, "vitals_risk", json=series_body(s))["risk"] for s in series]
+    risks = [predict(zoo, "vitals_risk", json=series_body(s))["risk"]["score"] for s in series]
     auroc = float(roc_auc_score(labels, risks))
     assert auroc >= 0.85, auroc
     assert abs(auroc - zoo.app.state.plane.get("vitals_risk").config.card["metrics"]["auroc"]) < 0.06
@@ -160,9 +162,13 @@ def test_vitals_news2_beside_the_model(zoo: TestClient) -> None:
     }
     answer = predict(zoo, "vitals_risk", json={"observations": [calm] * 5 + [sick]})
     expected = news2.assess(news2.Observation(27, 90, 88, 135, 39.4, "V"))
-    assert (answer["news2"]["score"], answer["news2"]["band"]) == expected == (17, "high")
-    assert 0.0 <= answer["risk"] <= 1.0 and answer["risk_band"] in {"low", "medium", "high"}
-    assert predict(zoo, "vitals_risk", json={"observations": [calm] * 8})["news2"]["score"] == 0
+    assert (answer["risk"]["news2"]["score"], answer["risk"]["news2"]["band"]) == expected == (17, "high")
+    assert 0.0 <= answer["risk"]["score"] <= 1.0 and answer["label"] == answer["risk"]["band"] in {
+        "low",
+        "medium",
+        "high",
+    }
+    assert predict(zoo, "vitals_risk", json={"observations": [calm] * 8})["risk"]["news2"]["score"] == 0
 
 
 @pytest.mark.parametrize(
@@ -199,7 +205,7 @@ def test_vitals_length_limits(zoo: TestClient) -> None:
     }
     assert "between 1 and 48" in refusal(zoo, "vitals_risk", json={"observations": [one] * 49})
     assert "between 1 and 48" in refusal(zoo, "vitals_risk", json={"observations": []})
-    assert predict(zoo, "vitals_risk", json={"observations": [one] * 48})["risk"] >= 0.0
+    assert predict(zoo, "vitals_risk", json={"observations": [one] * 48})["risk"]["score"] >= 0.0
 
 
 # -- scan_segmenter -------------------------------------------------------------------------------
@@ -225,7 +231,7 @@ def test_segmenter_dice_on_fresh_ct_phantoms(zoo: TestClient) -> None:
     for slice_hu, truth in zip(hu, masks, strict=True):
         answer = predict(
             zoo, "scan_segmenter", content=ct_phantoms.to_dicom(slice_hu), headers={"content-type": "application/dicom"}
-        )
+        )["mask"]
         predicted = decode_mask(answer)
         assert answer["area_px"] == int(predicted.sum())
         if truth.any():
@@ -241,7 +247,7 @@ def test_segmenter_answer_parts_agree(zoo: TestClient) -> None:
     hu, masks = ct_phantoms.generate(12, seed=990078)
     index = int(np.argmax(masks.reshape(len(masks), -1).sum(axis=1)))  # the largest lesion
     dicom = ct_phantoms.to_dicom(hu[index], pixel_spacing=(0.5, 0.8))
-    answer = predict(zoo, "scan_segmenter", content=dicom, headers={"content-type": "application/dicom"})
+    answer = predict(zoo, "scan_segmenter", content=dicom, headers={"content-type": "application/dicom"})["mask"]
     mask = decode_mask(answer)
     # the run-length encoding expands to the same mask
     counts, values = answer["rle"]["counts"], []
@@ -264,7 +270,7 @@ def test_segmenter_answer_parts_agree(zoo: TestClient) -> None:
         "scan_segmenter",
         content=ct_phantoms.to_png(ct_phantoms.window(hu[index])),
         headers={"content-type": "image/png"},
-    )
+    )["mask"]
     assert plain["area_mm2"] is None and dice(decode_mask(plain), mask) > 0.8  # PNG: no spacing, same lesion
 
 

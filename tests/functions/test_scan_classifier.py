@@ -25,11 +25,11 @@ def phantoms() -> tuple[np.ndarray, np.ndarray]:
 def check_answer(body: dict, expected_label: str) -> None:
     assert body["model"] == "scan_classifier" and body["model_version"] == "1"
     assert body["request_id"] and body["inference_ms"] > 0
-    probabilities = [entry["probability"] for entry in body["labels"]]
+    probabilities = list(body["probabilities"].values())
     assert probabilities == sorted(probabilities, reverse=True)
-    assert {entry["label"] for entry in body["labels"]} == {"clear", "opacity"}
+    assert set(body["probabilities"]) == {"clear", "opacity"}
     assert abs(sum(probabilities) - 1.0) < 1e-4
-    assert body["top_label"] == body["labels"][0]["label"] == expected_label
+    assert body["label"] == next(iter(body["probabilities"])) == expected_label
 
 
 def test_png_jpeg_and_dicom_raw_bodies(classifier_client: TestClient, phantoms) -> None:  # type: ignore[no-untyped-def]
@@ -151,7 +151,7 @@ def test_model_card_metric_holds_on_fresh_phantoms(classifier_handler) -> None: 
     assert "not for clinical use" in model.config.card["limitations"]
     images, labels = chest_phantoms.generate(400, seed=20261122, size=128)
     predicted = [
-        chest_phantoms.LABELS.index(model.predict(Payload(chest_phantoms.to_png(img), "image/png")).body["top_label"])
+        chest_phantoms.LABELS.index(model.predict(Payload(chest_phantoms.to_png(img), "image/png")).label)
         for img in images
     ]
     accuracy = float(np.mean(np.asarray(predicted) == labels))

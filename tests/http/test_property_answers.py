@@ -62,6 +62,15 @@ def assert_probabilities(probabilities: list[float]) -> None:
     assert all(0.0 <= p <= 1.0 for p in probabilities) and math.isclose(sum(probabilities), 1.0, abs_tol=1e-4)
 
 
+def assert_one_shape(body: dict[str, Any]) -> None:
+    """Every task's answer: the same keys, a version as a string, the model card's notice."""
+    assert {"model", "model_version", "request_id", "label", "probabilities", "warnings", "notice"} <= set(body)
+    assert isinstance(body["model_version"], str) and isinstance(body["warnings"], list)
+    assert body["notice"] == "demonstration model, not for clinical use"
+    if body["probabilities"]:
+        assert_probabilities(list(body["probabilities"].values()))
+
+
 def post_json(client: TestClient, path: str, document: Any) -> Any:
     body = json.dumps(document, allow_nan=True).encode()  # NaN and Infinity as Python clients send them
     return client.post(path, content=body, headers={"content-type": "application/json"})
@@ -76,7 +85,8 @@ def test_breast_mass_task_route(gateway_client: TestClient, values: list[Any], b
         post_json(gateway_client, "/v1/models/breast_mass/predict", {"records": [record]} if batch else record)
     )
     if body is not None:
-        row = body["predictions"][0] if batch else body
+        assert_one_shape(body)
+        row = body["records"]["predictions"][0] if batch else body
         assert_probabilities(list(row["probabilities"].values()))
 
 
@@ -145,7 +155,8 @@ def test_vitals_task_route(gateway_client: TestClient, length: int, values: list
     observations = [dict(zip(vitals_series.FEATURES, values, strict=True))] * length
     body = assert_sane(post_json(gateway_client, "/v1/models/vitals_risk/predict", {"observations": observations}))
     if body is not None:
-        assert 0.0 <= body["risk"] <= 1.0
+        assert_one_shape(body)
+        assert 0.0 <= body["risk"]["score"] <= 1.0 and body["label"] == body["risk"]["band"]
 
 
 @seed(SEED)
@@ -157,7 +168,7 @@ def test_notes_task_route(gateway_client: TestClient, text: str) -> None:
     )
     body = assert_sane(response)
     if body is not None:
-        assert_probabilities([label["probability"] for label in body["labels"]])
+        assert_one_shape(body)
 
 
 @seed(SEED)
@@ -189,5 +200,5 @@ def test_scan_task_routes(
             f"/v1/models/{model}/predict", content=buffer.getvalue(), headers={"content-type": "image/png"}
         )
         body = assert_sane(response)
-        if body is not None and model == "scan_classifier":
-            assert_probabilities([label["probability"] for label in body["labels"]])
+        if body is not None:
+            assert_one_shape(body)

@@ -126,7 +126,7 @@ def test_killed_twice_mid_backlog_then_restarted(tmp_path: Path) -> None:
     assert files_under(tmp_path / "results") == {f"{k}.json" for k in good}
     for key in good:  # each one whole: a rename put it there, never a write in place
         document = json.loads((tmp_path / "results" / f"{key}.json").read_bytes())
-        assert document["source"]["key"] == key and document["prediction"]["top_label"]
+        assert document["source"]["key"] == key and document["prediction"]["label"]
     assert files_under(tmp_path / "quarantine") == set(poison) | {f"{k}.reason.json" for k in poison}
     for key, data in poison.items():
         assert (tmp_path / "quarantine" / key).read_bytes() == data

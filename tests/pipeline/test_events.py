@@ -157,7 +157,7 @@ def test_fhir_report_is_valid_r4_with_one_observation_per_label(classifier_handl
     )
     assert report.status == "preliminary" and len(report.contained) == len(report.result) == 2
     assert any(i.value == f"urn:oid:{analysis.body['sop_instance_uid']}" for i in report.identifier)
-    assert report.conclusion == f"most likely: {analysis.body['top_label']}"
+    assert report.conclusion == f"most likely: {analysis.body['label']}"
 
 
 def test_sqlite_status_writes_one_record_and_only_a_retryable_one_is_replaced(tmp_path: Path) -> None:
@@ -178,7 +178,11 @@ def test_fhir_report_of_a_segmentation_states_the_area() -> None:
     from medfn.pipeline.analysis import Analysis
     from medfn.pipeline.fhir import diagnostic_report
 
-    body = {"label": "lesion", "area_px": 74, "area_mm2": 36.26, "bounding_box": {}, "rle": {}}
+    body = {
+        "label": "lesion",
+        "probabilities": {"lesion": 0.97, "none": 0.03},
+        "mask": {"area_px": 74, "area_mm2": 36.26, "bounding_box": {}, "rle": {}},
+    }
     analysis = Analysis("scan_segmenter", 1, "application/dicom", body, 5.0)
     report = DiagnosticReport.model_validate_json(
         diagnostic_report(ObjectRef("b", "ct.dcm", etag="e"), analysis, "2026-01-01T00:00:00+00:00")

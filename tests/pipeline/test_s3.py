@@ -79,7 +79,7 @@ def test_mixed_backlog_with_faults_ends_with_one_record_per_scan(
     document = json.loads(
         clients["s3"].get_object(Bucket=bucket, Key="results/ward 7/chest+pa (0).png.json")["Body"].read()
     )
-    assert document["source"]["key"] == "ward 7/chest+pa (0).png" and document["prediction"]["top_label"]
+    assert document["source"]["key"] == "ward 7/chest+pa (0).png" and document["prediction"]["label"]
 
     reasons = {item["key"]: item for item in settled if item["outcome"] == "error"}
     assert reasons["poison/jpeg ls.dcm"]["code"] == "unsupported-media-type"

@@ -73,7 +73,7 @@ def test_binary_scan_in_json_answer_out(classifier_handler, kind: str) -> None: 
     response = classifier_handler(event, Context())
     assert response["statusCode"] == 200, response
     body = orjson.loads(decoded_body(response))
-    assert body["top_label"] == chest_phantoms.LABELS[labels[1]]
+    assert body["label"] == chest_phantoms.LABELS[labels[1]]
     assert body["request_id"] == "lambda-req-1"  # Lambda's request id, for tracing
 
 

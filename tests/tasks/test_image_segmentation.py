@@ -26,7 +26,7 @@ def dice_at(client: TestClient, size: int) -> tuple[float, list[tuple[int, float
             "/v1/models/scan_segmenter/predict",
             content=ct_phantoms.to_dicom(slice_hu, pixel_spacing=(spacing, spacing)),
             headers={"content-type": "application/dicom"},
-        ).json()
+        ).json()["mask"]
         mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask_png_base64"])))) > 0
         assert mask.shape == (size, size) and answer["rle"]["size"] == [size, size]
         areas.append((answer["area_px"], answer["area_mm2"], spacing))

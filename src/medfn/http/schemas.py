@@ -25,13 +25,18 @@ class ModelList(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """Common fields; each task adds its own (labels, mask, risk, ...)."""
+    """Every task's answer; each task adds its own details under one key (mask, risk, text, records)."""
 
     model_config = ConfigDict(extra="allow")
     model: str
     model_version: str
     request_id: str
     inference_ms: float
+    label: str | None
+    probabilities: dict[str, float]
+    warnings: list[str]
+    notice: str | None = None
+    sop_instance_uid: str | None = None
 
 
 class ServerMetadata(BaseModel):

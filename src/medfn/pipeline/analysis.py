@@ -6,6 +6,7 @@ a scan gets the same answer as on the HTTP task route.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ class Analysis:
     model: str
     model_version: int
     media_type: str
-    body: dict[str, Any]  # the task's JSON answer, as the HTTP route gives it
+    body: dict[str, Any]  # the task's answer, in the shape the HTTP route gives it
     inference_ms: float
 
 
@@ -43,6 +44,6 @@ def analyse(plane: InferencePlane, model_name: str, data: bytes) -> Analysis:
         model=model.name,
         model_version=model.version,
         media_type=media_type,
-        body=prediction.body,
+        body=prediction.answer(model, uuid.uuid4().hex),
         inference_ms=prediction.inference_ms,
     )

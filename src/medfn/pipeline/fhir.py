@@ -26,15 +26,16 @@ def diagnostic_report(ref: ObjectRef, analysis: Analysis, processed_at: str) -> 
     identifiers: list[dict[str, Any]] = [{"system": _UPLOAD_SYSTEM, "value": f"{ref.uri}#{ref.identity}"}]
     if body.get("sop_instance_uid"):
         identifiers.append({"system": _DICOM_UID_SYSTEM, "value": f"urn:oid:{body['sop_instance_uid']}"})
+    mask = body.get("mask")  # segmentation: the finding's size is what a report states, not a class
+    finding = next(iter(body["probabilities"]), "segmented region")
     observations = [
-        _observation(
-            f"label-{i}", str(entry["label"]), float(entry["probability"]), "probability", "1", analysis, processed_at
-        )
-        for i, entry in enumerate(body.get("labels", []))
+        _observation(f"label-{i}", str(label), float(p), "probability", "1", analysis, processed_at)
+        for i, (label, p) in enumerate(body["probabilities"].items())
+        if mask is None
     ]
-    if "area_mm2" in body:  # segmentation: the finding's size is what a report states
-        name = f"{body.get('label', 'segmented region')} area"
-        observations.append(_observation("area", name, float(body["area_mm2"]), "mm2", "mm2", analysis, processed_at))
+    area = mask.get("area_mm2") if mask else None
+    if area is not None:
+        observations.append(_observation("area", f"{finding} area", float(area), "mm2", "mm2", analysis, processed_at))
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "status": "preliminary",  # a model's output, for a clinician to confirm
@@ -45,10 +46,10 @@ def diagnostic_report(ref: ObjectRef, analysis: Analysis, processed_at: str) -> 
         "contained": observations,
         "result": [{"reference": f"#{o['id']}"} for o in observations],
     }
-    if "top_label" in body:
-        report["conclusion"] = f"most likely: {body['top_label']}"
-    elif "area_mm2" in body:
-        report["conclusion"] = f"{body.get('label', 'segmented region')}: {float(body['area_mm2']):g} mm2"
+    if area is not None:
+        report["conclusion"] = f"{finding}: {float(area):g} mm2"
+    elif mask is None and body.get("label"):
+        report["conclusion"] = f"most likely: {body['label']}"
     return DiagnosticReport.model_validate(report).model_dump_json(indent=2).encode("utf-8")
 
 

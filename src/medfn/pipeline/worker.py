@@ -98,7 +98,7 @@ class ScanWorker:
             location=locations[0],
             model=analysis.model,
             model_version=analysis.model_version,
-            top_label=str(body.get("top_label", "")),
+            top_label=str(body.get("label") or ""),
             sop_instance_uid=str(body.get("sop_instance_uid", "")),
             recorded_at=at,
         )

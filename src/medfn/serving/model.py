@@ -36,24 +36,36 @@ class Payload:
 
 @dataclass
 class Prediction:
-    """What a task returns: a JSON body, and optionally a binary rendering (e.g. a PNG mask)."""
+    """What a task answers, in the keys every task shares, with its own under one named key."""
 
-    body: dict[str, Any]
+    label: str | None  # the answer in a word: the likeliest class, the risk band, the finding
+    probabilities: dict[str, float] = field(default_factory=dict)  # label -> p, summing to 1
+    details: dict[str, Any] = field(default_factory=dict)  # the task's own, under Model.details_key
     binary: tuple[bytes, str] | None = None  # (content, media type), sent when the caller asks
     inference_ms: float = 0.0
     # Why the answer may not hold: the input lies outside what the model was trained on
     warnings: list[str] = field(default_factory=list)
+    sop_instance_uid: str | None = None  # the DICOM image answered, linked without demographics
 
     def answer(self, model: Model, request_id: str) -> dict[str, Any]:
-        """The task route's JSON answer, which `medfn predict` prints too."""
-        return {
+        """The one answer shape: the task route's JSON, `medfn predict`'s, a scan result's."""
+        answer: dict[str, Any] = {
             "model": model.name,
             "model_version": str(model.version),
             "request_id": request_id,
             "inference_ms": round(self.inference_ms, 3),
-            **self.body,
+            "label": self.label,
+            "probabilities": self.probabilities,
             "warnings": self.warnings,
         }
+        notice = model.config.card.get("notice")
+        if notice:
+            answer["notice"] = str(notice)
+        if self.sop_instance_uid:
+            answer["sop_instance_uid"] = self.sop_instance_uid
+        if self.details:
+            answer[model.details_key] = self.details
+        return answer
 
 
 @dataclass
@@ -74,6 +86,8 @@ class Model:
     batcher: DynamicBatcher | None = field(default=None, repr=False)
     # The media types the task route takes; empty: only raw tensors through OIP.
     media_types: ClassVar[frozenset[str]] = frozenset()
+    # The key of the answer that holds the task's own details (a mask, a risk, a batch).
+    details_key: ClassVar[str] = "outputs"
 
     @property
     def name(self) -> str:
@@ -216,7 +230,7 @@ class Model:
         )
 
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
-        return Prediction(body={name: value.tolist() for name, value in outputs.items()})
+        return Prediction(label=None, details={name: value.tolist() for name, value in outputs.items()})
 
     def predict(self, payload: Payload) -> Prediction:
         inputs, context = self.prepare(payload)

@@ -37,6 +37,8 @@ def mask_png(mask: np.ndarray) -> bytes:
 
 
 class ImageSegmenter(ImageModel):
+    details_key = "mask"
+
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         image: DecodedImage
@@ -53,8 +55,9 @@ class ImageSegmenter(ImageModel):
         mask = (probabilities >= float(post.get("threshold", 0.5))).astype(np.uint8)
         png = mask_png(mask)
         area_px = int(mask.sum())
-        body: dict[str, Any] = {
-            "label": post.get("label", "foreground"),
+        found = str(post.get("label", "foreground"))
+        present = float(probabilities.max(initial=0.0))  # the likeliest pixel's probability
+        details: dict[str, Any] = {
             "mask_png_base64": base64.b64encode(png).decode("ascii"),
             "rle": {"size": [height, width], "order": "row-major", "first": 0, "counts": run_lengths(mask)},
             "area_px": area_px,
@@ -63,7 +66,12 @@ class ImageSegmenter(ImageModel):
         }
         if image.pixel_spacing_mm:
             row_mm, col_mm = image.pixel_spacing_mm
-            body["area_mm2"] = round(area_px * row_mm * col_mm, 3)
-        if image.sop_instance_uid:
-            body["sop_instance_uid"] = image.sop_instance_uid
-        return Prediction(body=body, binary=(png, "image/png"), warnings=warnings)
+            details["area_mm2"] = round(area_px * row_mm * col_mm, 3)
+        return Prediction(
+            found if area_px else "none",
+            {found: present, "none": 1.0 - present},
+            details=details,
+            binary=(png, "image/png"),
+            warnings=warnings,
+            sop_instance_uid=image.sop_instance_uid,
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -10,10 +10,10 @@ if TYPE_CHECKING:
     from medfn.serving.model import Model
 
 
-def ranked_labels(probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
-    """`[{"label", "probability"}, ...]`, most likely first."""
+def classes(probabilities: np.ndarray, labels: list[str]) -> tuple[str, dict[str, float]]:
+    """The likeliest label, and every label's probability, most likely first."""
     order = np.argsort(-probabilities, kind="stable")
-    return [{"label": labels[i], "probability": float(probabilities[i])} for i in order]
+    return labels[int(order[0])], {labels[i]: float(probabilities[i]) for i in order}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.guards import Guards
-from medfn.tasks.labels import label_problems
+from medfn.tasks.labels import classes, label_problems
 from medfn.tasks.records import feature_problems, feature_row, load_json
 
 
@@ -17,6 +17,7 @@ class TabularClassifier(Model):
     """Body: `{"feature": value, ...}`, or `{"records": [{...}, ...]}` for a batch."""
 
     media_types = frozenset({"application/json"})
+    details_key = "records"  # a batch: one label and its probabilities per record, in order
 
     def task_problems(self) -> list[str]:
         features = self.config.preprocessing.get("features")
@@ -46,15 +47,9 @@ class TabularClassifier(Model):
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         labels = list(post["labels"])
-        positive = post.get("positive_label", labels[-1])
-        probabilities = outputs[post.get("output", self.config.outputs[0].name)]
-        rows = [
-            {
-                "label": labels[int(np.argmax(p))],
-                f"probability_{positive}": float(p[labels.index(positive)]),
-                "probabilities": {label: float(v) for label, v in zip(labels, p, strict=False)},
-            }
-            for p in probabilities
-        ]
+        rows = [classes(p, labels) for p in outputs[post.get("output", self.config.outputs[0].name)]]
         batch, warnings = context
-        return Prediction(body={"predictions": rows} if batch else rows[0], warnings=warnings)
+        if not batch:
+            return Prediction(*rows[0], warnings=warnings)
+        records = [{"label": label, "probabilities": by_label} for label, by_label in rows]
+        return Prediction(None, details={"predictions": records}, warnings=warnings)

@@ -17,13 +17,14 @@ import orjson
 from medfn.errors import BadRequest, UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.guards import Guards
-from medfn.tasks.labels import label_problems, ranked_labels
+from medfn.tasks.labels import classes, label_problems
 
 
 class TextClassifier(Model):
     """Body: the note as `text/plain` (UTF-8), or `{"text": "..."}` as JSON."""
 
     media_types = frozenset({"text/plain", "application/json"})
+    details_key = "text"
 
     def load_task(self, artifacts: dict[str, Path]) -> None:
         prep = self.config.preprocessing
@@ -91,7 +92,6 @@ class TextClassifier(Model):
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         probabilities = outputs[post.get("output", self.config.outputs[0].name)][0]
-        ranked = ranked_labels(probabilities, list(post["labels"]))
         tokens, warnings = context
-        body = {"top_label": ranked[0]["label"], "labels": ranked, "tokens": tokens}
-        return Prediction(body=body, warnings=warnings)
+        label, by_label = classes(probabilities, list(post["labels"]))
+        return Prediction(label, by_label, details={"tokens": tokens}, warnings=warnings)

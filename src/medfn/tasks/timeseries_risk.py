@@ -22,6 +22,7 @@ class TimeSeriesRisk(Model):
     """Body: `{"observations": [{"<feature>": value, ...}, ...], "on_oxygen": false}`, oldest first."""
 
     media_types = frozenset({"application/json"})
+    details_key = "risk"
 
     def task_problems(self) -> list[str]:
         prep = self.config.preprocessing
@@ -83,11 +84,12 @@ class TimeSeriesRisk(Model):
         for lower, name in bands:
             if risk >= float(lower):
                 band = str(name)
-        body: dict[str, Any] = {"risk": risk, "risk_band": band}
+        latest, on_oxygen, warnings = context
+        details: dict[str, Any] = {"score": risk, "band": band}
         if post.get("news2", False):
-            latest, on_oxygen, _ = context
-            body["news2"] = _news2_of(latest, on_oxygen)
-        return Prediction(body=body, warnings=context[-1])
+            details["news2"] = _news2_of(latest, on_oxygen)
+        without, event = (str(name) for name in post.get("labels", ["no event", "event"]))
+        return Prediction(band, {event: risk, without: 1.0 - risk}, details=details, warnings=warnings)
 
 
 def _news2_of(latest: dict[str, Any], on_oxygen: bool) -> dict[str, Any]:
