@@ -43,18 +43,19 @@ def load_function(function_dir: Path, plane: InferencePlane | None = None) -> Lo
     config = FunctionConfig.load(function_dir)
     store = open_store(store_location(function_dir))
     plane = plane or InferencePlane()
-    plane.add(config.model, load_models(store, config.model), function=config.name)
+    plane.add(config.model, load_models(store, config.model, config.memory_mb), function=config.name)
     return LoadedFunction(config=config, store=store, plane=plane)
 
 
-def load_models(store: ModelStore, name: str) -> list[Model]:
-    """The versions of `name` that its version policy serves, loaded; failures stay not-ready."""
+def load_models(store: ModelStore, name: str, memory_mb: int = 1024) -> list[Model]:
+    """The versions of `name` that its version policy serves, loaded; failures stay not-ready.
+    `memory_mb` is the function's memory: decoders budget their work from it."""
     config = store.read_config(name)
     cls = model_class(config.task)
     versions = config.version_policy.select(store.versions(name))
     if not versions:
         log.error("model %s has no version to serve under policy %s", name, config.version_policy.policy)
-    models = [cls(config=config, version=v, store=store) for v in versions]
+    models = [cls(config=config, version=v, store=store, memory_mb=memory_mb) for v in versions]
     for model in models:
         model.load()
     return models

@@ -66,6 +66,7 @@ def test_every_model_call_is_recorded_and_usage_prints_cost(affine_plane, tmp_pa
     assert client.post("/v2/models/affine/infer", json=INFER, headers=headers).status_code == 200
     assert client.get("/v2/models/affine", headers=headers).status_code == 200
     assert client.post("/v2/models/nope/infer", json=INFER, headers=headers).status_code == 404
+    assert client.post("/v2/models/affine/versions/x9%0A/infer", json=INFER, headers=headers).status_code == 404
     meter.close()
     from medfn.metering.sqlite_store import read_usage
 
@@ -74,7 +75,9 @@ def test_every_model_call_is_recorded_and_usage_prints_cost(affine_plane, tmp_pa
         ("clinic-a", "affine", "1", 200, 1, 512),
         ("clinic-a", "affine", "2", 200, 1, 512),  # the latest served version answered
         ("clinic-a", "affine", "2", 200, 0, 512),  # metadata: recorded, not billed
-        ("clinic-a", "nope", "", 404, 0, 1024),
+        # a caller's text never becomes a metric dimension
+        ("clinic-a", "unknown", "unknown", 404, 0, 1024),
+        ("clinic-a", "affine", "unknown", 404, 0, 512),
     ]
     assert all(u.duration_ms > 0 for u in read_usage(meter.path))
     assert main(["usage", "--store", str(meter.path)]) == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from medfn.codecs.budget import check_budget
 from medfn.codecs.decoded import DecodedImage
+from medfn.errors import UnprocessableInput
 
-__all__ = ["MEDIA_TYPES", "DecodedImage", "decode_image", "signature_media_type", "sniff"]
+__all__ = ["MEDIA_TYPES", "DecodedImage", "check_budget", "decode_image", "signature_media_type", "sniff"]
 
 # Magic numbers: the type of an upload is read from its bytes, never from its name.
 _PNG = b"\x89PNG\r\n\x1a\n"
@@ -36,6 +38,7 @@ def decode_image(
     data: bytes,
     *,
     max_pixels: int,
+    max_bytes: int,
     window: tuple[float, float] | None = None,
     prefer_file_window: bool = True,
     declared: str | None = None,
@@ -45,17 +48,17 @@ def decode_image(
     `declared` is what the sender said it is ("dicom"); it only matters when the bytes carry
     no signature, so that a DICOM without its preamble gets pydicom's verdict, not ours.
     """
-    from medfn.errors import UnprocessableInput
-
     kind = sniff(data) or declared
     if kind == "dicom":
         from medfn.codecs.dicom import decode_dicom
 
-        return decode_dicom(data, max_pixels=max_pixels, window=window, prefer_file_window=prefer_file_window)
+        return decode_dicom(
+            data, max_pixels=max_pixels, max_bytes=max_bytes, window=window, prefer_file_window=prefer_file_window
+        )
     if kind in ("png", "jpeg"):
         from medfn.codecs.raster import decode_raster
 
-        return decode_raster(data, kind, max_pixels)
+        return decode_raster(data, kind, max_pixels, max_bytes)
     if not data:
         raise UnprocessableInput("body is empty: expected a PNG, JPEG or DICOM image")
     raise UnprocessableInput("body is not a PNG, JPEG or DICOM image (unrecognised signature)")

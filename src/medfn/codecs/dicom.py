@@ -1,28 +1,39 @@
 """DICOM through pydicom: modality LUT, VOI window, MONOCHROME1, first frame, colour, compression.
 
 Error messages name the problem (and the transfer syntax) but never quote the dataset: a
-DICOM header holds patient demographics, and parser exceptions may echo any of it.
+DICOM header holds patient demographics, and parser exceptions and warnings may echo any of it.
+So every header read is guarded, pydicom's validation warnings are off, and a value that does
+not parse is the sender's error (422), not ours.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_modality_lut
 
+from medfn.codecs.budget import check_budget
 from medfn.codecs.decoded import DecodedImage
-from medfn.errors import UnprocessableInput, UnsupportedMediaType
+from medfn.errors import MedfnError, UnprocessableInput, UnsupportedMediaType
 
 Window = tuple[float, float]  # (center, width)
+# pydicom warns about a value that does not fit its VR by quoting it: the header's text.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+# A deflated data set is inflated whole by the reader, before any size is known: 1 MB can ask
+# for gigabytes. The image compressions (RLE, JPEG, JPEG 2000) are budgeted from the header.
+_DEFLATED = pydicom.uid.DeflatedExplicitVRLittleEndian
 
 
 def decode_dicom(
-    data: bytes, *, max_pixels: int, window: Window | None = None, prefer_file_window: bool = True
+    data: bytes, *, max_pixels: int, max_bytes: int, window: Window | None = None, prefer_file_window: bool = True
 ) -> DecodedImage:
     """The first frame as float32 in [0, 1].
 
@@ -31,6 +42,19 @@ def decode_dicom(
     trained on a lung window must see a lung window whatever the file suggests).
     """
     ds = _read(data)
+    try:
+        return _decode(ds, max_pixels, max_bytes, window, prefer_file_window)
+    except MedfnError:
+        raise
+    except Exception:  # a header value that is not what its attribute holds; its text stays here
+        raise UnprocessableInput(
+            "DICOM header holds a value its attribute cannot take (e.g. a number that is not one)"
+        ) from None
+
+
+def _decode(
+    ds: pydicom.Dataset, max_pixels: int, max_bytes: int, window: Window | None, prefer_file_window: bool
+) -> DecodedImage:
     if "PixelData" not in ds:
         raise UnprocessableInput("DICOM file has no pixel data")
     _check_transfer_syntax(ds)
@@ -39,6 +63,7 @@ def decode_dicom(
         raise UnprocessableInput("DICOM file has no image dimensions (Rows, Columns)")
     if rows * columns > max_pixels:
         raise UnprocessableInput(f"DICOM image is {columns}x{rows} pixels, over the limit of {max_pixels} pixels")
+    check_budget(columns, rows, int(ds.get("SamplesPerPixel", 1) or 1), max_bytes, "DICOM image")  # the first frame
 
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         ds.pixel_array_options(index=0)  # decode the first frame only
@@ -73,6 +98,20 @@ def linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray
 
 
 def _read(data: bytes) -> pydicom.Dataset:
+    try:
+        stream = io.BytesIO(data)
+        read_preamble(stream, False)
+        # The file meta alone (pydicom's file-like way to it is private; read_file_meta_info takes paths)
+        syntax = _read_file_meta_info(stream).get("TransferSyntaxUID")
+    except InvalidDicomError as exc:
+        raise UnprocessableInput("body is not a DICOM file (no DICM preamble)") from exc
+    except Exception as exc:
+        raise UnprocessableInput("DICOM file is truncated or corrupt") from exc
+    if syntax == _DEFLATED:
+        raise UnsupportedMediaType(
+            "DICOM transfer syntax Deflated Explicit VR Little Endian is not accepted (it inflates without a"
+            " bound known in advance): send it uncompressed, or with RLE, JPEG or JPEG 2000"
+        )
     try:
         return pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as exc:

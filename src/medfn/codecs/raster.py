@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medfn.codecs.budget import check_budget
 from medfn.codecs.decoded import DecodedImage
 from medfn.errors import UnprocessableInput
 
@@ -28,7 +29,7 @@ _CONVERT = {
 }
 
 
-def decode_raster(data: bytes, source: str, max_pixels: int) -> DecodedImage:
+def decode_raster(data: bytes, source: str, max_pixels: int, max_bytes: int) -> DecodedImage:
     try:
         with warnings.catch_warnings():
             # Our own limit below is the guard; Pillow's warning would only be noise.
@@ -37,6 +38,9 @@ def decode_raster(data: bytes, source: str, max_pixels: int) -> DecodedImage:
             width, height = image.size  # read from the header; nothing decoded yet
             if width * height > max_pixels:
                 raise UnprocessableInput(f"image is {width}x{height} pixels, over the limit of {max_pixels} pixels")
+            # a palette or alpha image is converted to RGB: budget what it becomes
+            samples = Image.getmodebands(_CONVERT.get(image.mode, image.mode))
+            check_budget(width, height, samples, max_bytes, f"{source.upper()} image")
             image.load()
     except UnprocessableInput:
         raise

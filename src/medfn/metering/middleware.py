@@ -28,6 +28,7 @@ _BILLED_ACTIONS = {"/predict", "/infer"}
 # The docs pages exist only locally (API Gateway does not route them); a browser sends no key.
 _OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
 _WATCHED_HEADERS = frozenset({b"x-model-version", b"x-request-id"})  # read off each model answer
+UNKNOWN = "unknown"  # a model or version that the path names but nothing serves
 ANONYMOUS = "anonymous"  # no key asked for (local serve without --api-keys)
 
 
@@ -88,7 +89,8 @@ class MeteringMiddleware:
             await self.app(scope, receive, watching_send)
         finally:
             duration_ms = (time.perf_counter() - clock) * 1000
-            model = match["model"]
+            # A caller's text never becomes a metric dimension: what no served model names is "unknown".
+            model = match["model"] if match["model"] in self.plane.names else UNKNOWN
             billed = 1 if 200 <= status < 300 and match["rest"] in _BILLED_ACTIONS else 0
             self.metering.meter.record(
                 UsageRecord(
@@ -108,7 +110,7 @@ class MeteringMiddleware:
         try:
             return str(self.plane.get(model, asked).version)
         except Exception:  # an unknown model or version: the call was answered 404 already
-            return asked or ""
+            return UNKNOWN
 
 
 def _gateway_key_id(scope: Scope) -> str:

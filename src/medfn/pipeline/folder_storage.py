@@ -83,9 +83,15 @@ class FolderStorage:
         except OSError as exc:
             raise StorageUnavailable("the quarantined file could not be removed from incoming") from exc
 
+    def outside(self, path: Path) -> bool:
+        """A symbolic link, or a path through one: it may point anywhere on the machine."""
+        return any(part.is_symlink() for part in (path, *path.parents) if part.is_relative_to(self.incoming))
+
     def _as_seen(self, ref: ObjectRef) -> Path:
         """The file `ref` names, while it is still the one seen (FileNotFoundError if gone)."""
         path = self.incoming / ref.key
+        if self.outside(path):
+            raise ObjectMissing("the file is a symbolic link: only files in the folder are read")
         if self.ref_for(path).etag != ref.etag:
             raise ObjectMissing("the file changed since it was seen: its new content is a new upload")
         return path

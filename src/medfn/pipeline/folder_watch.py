@@ -41,6 +41,8 @@ class FolderWatch:
         for path in self.storage.incoming.rglob("*"):
             if path.name.startswith(".") or path.name.endswith(_SKIPPED_SUFFIXES):
                 continue
+            if self.storage.outside(path):  # a link out of the folder is no upload to it
+                continue
             try:
                 if not path.is_file() or now - path.stat().st_mtime < settle_s:
                     continue

@@ -87,7 +87,7 @@ class S3Storage:
         elif ref.etag:
             selector = {"IfMatch": _quoted(ref.etag)}
         else:
-            log.warning("left in place: no version or ETag tells this upload apart from a newer one: %s", ref.key)
+            log.warning("left in place: no version or ETag tells this upload apart from a newer one: %s", ref.shown)
             return
         with _s3_errors("DeleteObject"):
             self.client.delete_object(Bucket=ref.bucket, Key=ref.key, **selector)

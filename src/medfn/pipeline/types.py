@@ -37,6 +37,11 @@ class ObjectRef:
         return bool(self.version_id) and self.version_id != "null"
 
     @property
+    def shown(self) -> str:
+        """The key for a log line: control characters escaped, so a name cannot forge a line."""
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in self.key)
+
+    @property
     def identity(self) -> str:
         """The idempotency key's second half: the ETag, else the version, else nothing known.
 

@@ -14,6 +14,7 @@ Logs carry the object's key and DICOM UIDs only, never its content or a parser's
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -49,7 +50,7 @@ class ScanWorker:
             log.info("ignored: %s", reason)
         for ref in announced.objects:
             if self.settings.is_own_output(ref.bucket, ref.key):
-                log.info("ignored our own output: %s", ref.key)
+                log.info("ignored our own output: %s", ref.shown)
                 summary.ignored += 1
                 continue
             try:
@@ -68,7 +69,7 @@ class ScanWorker:
         try:
             settled = self.status.settled(ref)
             if settled is not None:
-                log.info("already recorded, skipped: %s (%s)", ref.key, ref.identity)
+                log.info("already recorded, skipped: %s (%s)", ref.shown, ref.identity)
                 if settled.outcome == "error" and settled.location:
                     # poison with a quarantine copy; an error that kept nothing (a vanished
                     # object) must not remove the same bytes uploaded again under its key
@@ -103,11 +104,10 @@ class ScanWorker:
             recorded_at=at,
         )
         if not self.status.record(record):
-            log.info("recorded meanwhile by another delivery, kept theirs: %s", ref.key)
+            log.info("recorded meanwhile by another delivery, kept theirs: %s", ref.shown)
             return "duplicate"
-        log.info(
-            "result for %s (%s, sop %s): %s", ref.key, ref.identity, record.sop_instance_uid or "-", record.top_label
-        )
+        sop = hashlib.sha256(record.sop_instance_uid.encode()).hexdigest()[:12] if record.sop_instance_uid else "-"
+        log.info("result for %s (%s, sop sha256 %s): %s", ref.shown, ref.identity, sop, record.top_label)
         return "result"
 
     def _reject(self, ref: ObjectRef, exc: BaseException, attempt: int | None) -> Handled:
@@ -131,7 +131,7 @@ class ScanWorker:
                 self._release(ref)
         except Exception as failure:  # counted like any storage failure: the last attempt leaves a record
             return self._retry_or_give_up(ref, failure, attempt)
-        log.warning("error for %s (%s): %s [%s]", ref.key, ref.identity, reason, code)
+        log.warning("error for %s (%s): %s [%s]", ref.shown, ref.identity, reason, code)
         return "error" if written else "duplicate"
 
     def _release(self, ref: ObjectRef) -> None:
@@ -147,7 +147,7 @@ class ScanWorker:
         try:
             self._release(ref)
         except Exception:
-            log.warning("recorded as poison, still in place (removal failed): %s", ref.key)
+            log.warning("recorded as poison, still in place (removal failed): %s", ref.shown)
 
     def _retry_or_give_up(self, ref: ObjectRef, exc: BaseException, attempt: int | None) -> Handled:
         reason = safe_reason(exc)
@@ -156,12 +156,12 @@ class ScanWorker:
         except Exception:
             failures = 0  # the table is down too: retry without a count
         if failures is None:
-            log.info("recorded meanwhile by another delivery: %s", ref.key)
+            log.info("recorded meanwhile by another delivery: %s", ref.shown)
             return "duplicate"
-        log.warning("transient failure %d/%d for %s: %s", failures, self.settings.max_attempts, ref.key, reason)
+        log.warning("transient failure %d/%d for %s: %s", failures, self.settings.max_attempts, ref.shown, reason)
         if failures >= self.settings.max_attempts:
             self._record_exhausted(ref, exc, failures)
-        raise TransientFailure(f"{ref.key}: {reason}") from None
+        raise TransientFailure(f"{ref.shown}: {reason}") from None
 
     def _record_exhausted(self, ref: ObjectRef, exc: BaseException, failures: int) -> None:
         """The last attempt: the error record exists before the message goes to the DLQ."""
@@ -179,4 +179,4 @@ class ScanWorker:
                 )
             )
         except Exception:
-            log.error("could not record the final failure of %s: the dead-letter queue holds it", ref.key)
+            log.error("could not record the final failure of %s: the dead-letter queue holds it", ref.shown)

@@ -75,6 +75,7 @@ class Model:
     store: ModelStore
     ready: bool = False
     reason: str = "not loaded"
+    memory_mb: int = 1024  # the function's memory (function.toml), which input decoding must fit in
     # What `load` found wrong in model.toml beside the graph and the task (medfn check lists it).
     problems: list[str] = field(default_factory=list)
     provider: str = ""

@@ -11,6 +11,7 @@ import orjson
 from PIL import Image
 
 from medfn.codecs import DecodedImage, decode_image
+from medfn.codecs.budget import budget_bytes
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload
 from medfn.tasks.guards import Guards
@@ -82,6 +83,7 @@ class ImageModel(Model):
         return decode_image(
             payload_bytes(payload),
             max_pixels=int(prep.get("max_pixels", DEFAULT_MAX_PIXELS)),
+            max_bytes=budget_bytes(self.memory_mb),
             window=(float(window[0]), float(window[1])) if window else None,
             prefer_file_window=prep.get("window_source", "file") == "file",
             declared="dicom" if payload.media_type == "application/dicom" else None,

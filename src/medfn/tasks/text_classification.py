@@ -48,6 +48,9 @@ class TextClassifier(Model):
         """Raw token ids (the Open Inference Protocol) must be ids the vocabulary could give."""
         super().check_inputs(inputs)
         ids = inputs[self.config.inputs[0].name]
+        most = int(self.config.preprocessing.get("max_tokens", 512))
+        if ids.ndim > 1 and ids.shape[-1] > most:  # the task route keeps the first max_tokens; raw ids must fit it
+            raise BadRequest(f"at most {most} tokens a note (max_tokens); got {ids.shape[-1]}")
         if ids.size and (ids.min() < 0 or ids.max() > self.largest_id):
             raise BadRequest(f"token ids must lie in 0..{self.largest_id}, the vocabulary's ids")
 

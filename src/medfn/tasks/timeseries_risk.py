@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from medfn.errors import UnprocessableInput
+from medfn.errors import BadRequest, UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks import news2
 from medfn.tasks.guards import Guards
@@ -23,6 +23,14 @@ class TimeSeriesRisk(Model):
 
     media_types = frozenset({"application/json"})
     details_key = "risk"
+
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        """Raw series (the Open Inference Protocol) are held to the task route's length limit."""
+        super().check_inputs(inputs)
+        series = inputs[self.config.inputs[0].name]
+        most = int(self.config.preprocessing.get("max_length", 48))
+        if series.ndim > 1 and series.shape[1] > most:
+            raise BadRequest(f"at most {most} observations a series (max_length); got {series.shape[1]}")
 
     def task_problems(self) -> list[str]:
         prep = self.config.preprocessing
