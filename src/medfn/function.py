@@ -43,22 +43,32 @@ def load_function(function_dir: Path, plane: InferencePlane | None = None) -> Lo
     config = FunctionConfig.load(function_dir)
     store = open_store(store_location(function_dir))
     plane = plane or InferencePlane()
-    plane.add(config.model, load_models(store, config.model, config.memory_mb), function=config.name)
+    plane.add(config.model, load_models(store, config.model, config.memory_mb, deployed_pin()), function=config.name)
     return LoadedFunction(config=config, store=store, plane=plane)
 
 
-def load_models(store: ModelStore, name: str, memory_mb: int = 1024) -> list[Model]:
+def load_models(
+    store: ModelStore, name: str, memory_mb: int = 1024, pinned: tuple[int, str] | None = None
+) -> list[Model]:
     """The versions of `name` that its version policy serves, loaded; failures stay not-ready.
-    `memory_mb` is the function's memory: decoders budget their work from it."""
+    `memory_mb` is the function's memory: decoders budget their work from it. `pinned`: the
+    (version, model.onnx sha256) a deployment fixed; any other is refused."""
     config = store.read_config(name)
     cls = model_class(config.task)
     versions = config.version_policy.select(store.versions(name))
     if not versions:
         log.error("model %s has no version to serve under policy %s", name, config.version_policy.policy)
-    models = [cls(config=config, version=v, store=store, memory_mb=memory_mb) for v in versions]
+    models = [cls(config=config, version=v, store=store, memory_mb=memory_mb, pinned=pinned) for v in versions]
     for model in models:
         model.load()
     return models
+
+
+def deployed_pin() -> tuple[int, str] | None:
+    """`MEDFN_MODEL_VERSION` and `MEDFN_MODEL_SHA256`, which the CDK app sets from the model
+    deployed with the function: the store (a bucket a writer could change) must agree."""
+    version, sha256 = os.environ.get("MEDFN_MODEL_VERSION"), os.environ.get("MEDFN_MODEL_SHA256")
+    return (int(version), sha256) if version and sha256 else None
 
 
 def check_models(store_dir: Path, names: list[str] | None = None) -> list[str]:

@@ -76,6 +76,8 @@ class Model:
     ready: bool = False
     reason: str = "not loaded"
     memory_mb: int = 1024  # the function's memory (function.toml), which input decoding must fit in
+    # (version, sha256 of model.onnx) fixed at deploy: a store whose model.toml says otherwise is refused
+    pinned: tuple[int, str] | None = None
     # What `load` found wrong in model.toml beside the graph and the task (medfn check lists it).
     problems: list[str] = field(default_factory=list)
     provider: str = ""
@@ -127,6 +129,7 @@ class Model:
             paths = verified_artifacts(self.store, self.config, self.version)
             if "model.onnx" not in paths:
                 raise ArtifactError(f"version {self.version} has no model.onnx")
+            self._check_pin()
             self.session = make_session(paths["model.onnx"])
             self.provider = self.session.get_providers()[0]
             self.device = session_device(self.session)
@@ -154,6 +157,17 @@ class Model:
         graph = {t.name: t for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
         fixed = fixed_dims(graph[spec.name])[axis]
         return fixed if fixed is not None else (spec.shape[axis] if spec.shape[axis] >= 0 else None)
+
+    def _check_pin(self) -> None:
+        """The bytes just verified match model.toml; the pin says model.toml is the one deployed.
+        A writer who replaced both in the store is refused here."""
+        if self.pinned is None:
+            return
+        version, sha256 = self.pinned
+        if self.version != version:
+            raise ArtifactError(f"version {self.version} is not the version pinned at deploy ({version})")
+        if self.config.sha256.get(self.version, {}).get("model.onnx", "").lower() != sha256.lower():
+            raise ArtifactError(f"model.onnx of version {self.version} is not the one pinned at deploy (sha256)")
 
     def _one_thread_session(self) -> Any:
         """A CPU session with one intra-op thread, built later than the main one: its bytes are
