@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medfn.config import discover_functions
-from medfn.errors import NotFound
+from medfn.errors import BadRequest, NotFound
 from medfn.function import load_function
 from medfn.serving import InferencePlane, server_runner
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SETTINGS_VARIABLE = "MEDFN_GATEWAY_SETTINGS"
+TOKEN_VARIABLE = "MEDFN_SERVE_TOKEN"
 
 
 def functions_dir(given: str | None = None) -> Path:
@@ -58,6 +59,7 @@ class GatewaySettings:
     api_keys: str | None = None
     usage_store: str = ".medfn/usage.sqlite3"
     batching: bool = True
+    require_token: bool = False  # the token itself comes from MEDFN_SERVE_TOKEN, never from settings
 
 
 def build_gateway_app(settings: GatewaySettings) -> FastAPI:
@@ -73,7 +75,13 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
     metering = local_metering(
         functions, Path(settings.usage_store), Path(settings.api_keys) if settings.api_keys else None
     )
-    app = create_app(plane, max_body_bytes=settings.max_body_bytes, title="medfn local gateway", metering=metering)
+    app = create_app(
+        plane,
+        max_body_bytes=settings.max_body_bytes,
+        title="medfn local gateway",
+        metering=metering,
+        token=serve_token() if settings.require_token else None,
+    )
     if settings.batching:
         plane.start_batchers()
 
@@ -85,6 +93,14 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def serve_token() -> str:
+    """`MEDFN_SERVE_TOKEN`: a secret of at least 32 characters, as `openssl rand -hex 16` gives."""
+    token = os.environ.get(TOKEN_VARIABLE, "")
+    if len(token) < 32:
+        raise BadRequest(f"--require-token needs {TOKEN_VARIABLE} set to a secret of at least 32 characters")
+    return token
 
 
 def gateway_app_from_environment() -> FastAPI:

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a few hundred to a few thousand requests a second, a GPU runs far more",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (costs ~0.1 ms each)")
+    parser.add_argument(
+        "--require-token",
+        action="store_true",
+        help="answer only requests with Authorization: Bearer $MEDFN_SERVE_TOKEN (health routes stay open)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.api_keys:
         # each process would count quotas and rates alone, letting a key exceed its tier N-fold
         raise SystemExit("--api-keys needs a single worker: key quotas are counted in one process")
+    if args.require_token:
+        from medfn.gateway import serve_token
+
+        serve_token()  # refused here, once, rather than in each worker
     with collector_paused():  # imports and model loading, once: see medfn.coldstart
         import uvicorn
 
@@ -53,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             api_keys=str(args.api_keys) if args.api_keys else None,
             usage_store=str(args.usage_store),
             batching=not args.no_batching,
+            require_token=args.require_token,
         )
         app = build_gateway_app(settings) if args.workers == 1 else None
     # ws="none": no route speaks WebSocket, and loading uvicorn's websockets protocol cost

@@ -35,11 +35,13 @@ def create_app(
     title: str = "medfn",
     metering: Metering | None = None,
     metrics_route: bool = True,
+    token: str | None = None,
 ) -> FastAPI:
     """`metering` defaults to CloudWatch EMF inside Lambda and to none elsewhere.
 
     Where model calls run is the plane's (its runner); `metrics_route` adds `GET /metrics`,
-    for servers, whose counters outlive a request (a Lambda sandbox's do not).
+    for servers, whose counters outlive a request (a Lambda sandbox's do not). `token`: every
+    route but health needs it as a bearer token (`medfn serve --require-token`).
     """
     app = FastAPI(
         title=title,
@@ -74,6 +76,10 @@ def create_app(
         return error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     app.add_middleware(ErrorBoundary)
+    if token is not None:  # outside the error boundary, inside metering: a refusal is recorded, not billed
+        from medfn.http.auth import BearerToken
+
+        app.add_middleware(BearerToken, token=token)
     install_openapi(app)
     metering = metering or from_environment()
     if metering is not None:  # added last, so outermost: it times and sees every answer
