@@ -23,8 +23,10 @@ _ready: set[str] = set()  # models whose artifact was seen in the model bucket (
 def s3() -> Any:
     if "s3" not in _clients:
         import boto3
+        from botocore.config import Config
 
-        _clients["s3"] = boto3.client("s3")
+        # SigV4: the upload bucket is KMS-encrypted, and S3 takes only SigV4 for such objects
+        _clients["s3"] = boto3.client("s3", config=Config(signature_version="s3v4"))
     return _clients["s3"]
 
 
@@ -56,7 +58,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
             body = event.get("body")
             model, content_type = parse_request(base64.b64decode(body) if event.get("isBase64Encoded") else body)
-            return answer(200, presign_upload(s3(), UploadTargets.from_env(dict(os.environ)), model, content_type))
+            identity = (event.get("requestContext") or {}).get("identity") or {}
+            key_id = identity.get("apiKeyId") or "anonymous"  # kept with the upload, for metering
+            targets = UploadTargets.from_env(dict(os.environ))
+            return answer(200, presign_upload(s3(), targets, model, content_type, key_id))
         except MedfnError as exc:
             return answer(exc.status, {"error": exc.message})
     if route == ("GET", "/v1/models"):

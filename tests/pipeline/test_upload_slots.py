@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
-import urllib.request
 
 import boto3
 import pytest
+import requests
+from botocore.config import Config
 
 from medfn.errors import MedfnError
 from medfn.pipeline.upload_slots import UploadTargets, parse_request, presign_upload
@@ -25,21 +27,26 @@ def platform_handler():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def s3(aws_env):  # type: ignore[no-untyped-def]
-    client = boto3.client("s3")
+    client = boto3.client("s3", config=Config(signature_version="s3v4"))
     client.create_bucket(Bucket=BUCKET)
     client.create_bucket(Bucket="medfn-models")
     return client
 
 
-def test_presigned_put_lands_under_the_function_prefix(s3) -> None:  # type: ignore[no-untyped-def]
-    targets = UploadTargets(BUCKET, {"scan_classifier": "scan_classifier/"})
-    slot = presign_upload(s3, targets, "scan_classifier", "application/dicom")
-    assert slot["method"] == "PUT" and slot["key"].startswith("scan_classifier/") and slot["key"].endswith(".dcm")
-    request = urllib.request.Request(slot["upload_url"], data=b"DICM-bytes", method="PUT", headers=slot["headers"])
-    with urllib.request.urlopen(request) as answer:
-        assert answer.status == 200
+def test_a_slot_is_a_sigv4_post_for_one_key_one_type_and_a_size_range(s3) -> None:  # type: ignore[no-untyped-def]
+    targets = UploadTargets(BUCKET, {"scan_classifier": "scan_classifier/"}, max_bytes=1000)
+    slot = presign_upload(s3, targets, "scan_classifier", "application/dicom", key_id="clinic-a")
+    assert slot["method"] == "POST" and slot["key"].startswith("scan_classifier/") and slot["key"].endswith(".dcm")
+    assert slot["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    policy = json.loads(base64.b64decode(slot["fields"]["policy"]))
+    # S3 enforces the policy's conditions (moto accepts any size, so the policy itself is checked)
+    assert ["content-length-range", 1, 1000] in policy["conditions"]
+    assert {"x-amz-meta-medfn-key-id": "clinic-a"} in policy["conditions"]
+    answer = requests.post(slot["upload_url"], data=slot["fields"], files={"file": b"DICM-bytes"}, timeout=30)
+    assert answer.status_code in (200, 204), answer.text
     stored = s3.get_object(Bucket=BUCKET, Key=slot["key"])
     assert stored["Body"].read() == b"DICM-bytes" and stored["ContentType"] == "application/dicom"
+    assert stored["Metadata"]["medfn-key-id"] == "clinic-a"
 
 
 @pytest.mark.parametrize(
