@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("function", help="a folder name under functions/")
     parser.add_argument("--arch", choices=["arm64", "x86_64"], help="default: the function.toml architecture")
     parser.add_argument("--functions", help="folder of functions/*/function.toml (default: ./functions)")
-    parser.add_argument("--dist", type=Path, default=Path("dist"))
+    parser.add_argument("--dist", type=Path, default=Path("dist"), help="folder the zip is written to")
     parser.add_argument(
         "--with-models",
         action="store_true",
@@ -34,9 +34,14 @@ def run(args: argparse.Namespace) -> int:
         config, args.arch, dist=args.dist.resolve(), model_store=REPO / "model_store" if args.with_models else None
     )
     print(package.summary())
-    if package.unzipped_bytes > UNZIPPED_LIMIT:
-        print('over Lambda\'s 250 MiB unzipped limit: trim dependencies or set runtime = "container"')
+    over = [
+        f"Lambda's {limit // 2**20} MiB {what} limit"
+        for size, limit, what in ((package.zipped_bytes, ZIP_LIMIT, "direct-upload"),
+                                  (package.unzipped_bytes, UNZIPPED_LIMIT, "unzipped"))
+        if size > limit
+    ]  # fmt: skip
+    if over:
+        print(f"over {' and '.join(over)}: leave out what the function never imports (PRUNED in "
+              'src/medfn/packaging.py), or set runtime = "container" in its function.toml')  # fmt: skip
         return 1
-    if package.zipped_bytes > ZIP_LIMIT:
-        print("over the 50 MiB direct-upload limit: fine for `medfn deploy` (CDK uploads through S3)")
     return 0

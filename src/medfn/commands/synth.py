@@ -27,7 +27,7 @@ def synthesize(args: argparse.Namespace) -> int:
     from medfn.config import discover_functions
     from medfn.errors import BadRequest
     from medfn.function import check_models
-    from medfn.packaging import REPO, build_package
+    from medfn.packaging import REPO, UNZIPPED_LIMIT, ZIP_LIMIT, build_package
 
     if shutil.which("node") is None:  # the CDK's constructs run in Node, through jsii
         raise BadRequest("needs Node.js 20 or newer on PATH (the CDK runs on it): install it, then run again")
@@ -41,7 +41,11 @@ def synthesize(args: argparse.Namespace) -> int:
         zip_path = REPO / "dist" / f"{config.name}-{config.architecture}.zip"
         wanted = args.package == "all" or (args.package == "missing" and not zip_path.is_file())
         if config.runtime == "zip" and config.accelerator == "cpu" and wanted:
-            print(build_package(config).summary())
+            package = build_package(config)
+            print(package.summary())
+            if package.zipped_bytes > ZIP_LIMIT or package.unzipped_bytes > UNZIPPED_LIMIT:
+                print(f"{config.name}: over Lambda's zip limits (medfn package says why); nothing was synthesized")
+                return 1
     sys.path.insert(0, str(REPO / "infra"))
     from medfn_infra.app import build_app
     from medfn_infra.checks import lint_templates

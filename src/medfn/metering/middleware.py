@@ -26,7 +26,7 @@ _MODEL_PATH = re.compile(r"^/v[12]/models/(?P<model>[^/]+)(?:/versions/(?P<versi
 _BILLED_ACTIONS = {"/predict", "/infer"}
 # Health answers load balancers and uptime checks: API Gateway routes it without a key too.
 # The docs pages exist only locally (API Gateway does not route them); a browser sends no key.
-_OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+_OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 _WATCHED_HEADERS = frozenset({b"x-model-version", b"x-request-id"})  # read off each model answer
 UNKNOWN = "unknown"  # a model or version that the path names but nothing serves
 ANONYMOUS = "anonymous"  # no key asked for (local serve without --api-keys)
