@@ -69,6 +69,7 @@ def install_openapi(app: FastAPI) -> None:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
                 components[model.__name__] = model_schema
+            schema["paths"].update(_model_paths(app))
             for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
                     _document_path_parameters(path, operation)
@@ -177,3 +178,29 @@ def _document_path_parameters(path: str, operation: dict[str, Any]) -> None:
     for name in re.findall(r"{(\w+)}", path):
         if name not in declared:
             parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+
+
+def _model_paths(app: FastAPI) -> dict[str, Any]:
+    """`/v1/models/<name>/predict` for each served model, with the body its model.toml describes
+    (breast_mass's 30 features, the vital signs with their ranges), beside the generic route."""
+    paths = {}
+    plane = app.state.plane
+    for name in plane.names:
+        if not plane.versions(name):
+            continue
+        model = plane.get(name)
+        body = model.request_body()
+        if body is None:
+            continue
+        paths[f"/v1/models/{name}/predict"] = {
+            "post": {
+                "tags": ["task routes"],
+                "summary": f"Predict with {name} ({model.config.task})",
+                "operationId": f"predict_{name}",
+                "requestBody": body,
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {"schema": ref("PredictResponse")}}}
+                },
+            }
+        }
+    return paths

@@ -244,6 +244,10 @@ class Model:
             f"model {self.name} (task {self.config.task}) takes tensors only: use /v2/models/{self.name}/infer"
         )
 
+    def request_body(self) -> dict[str, Any] | None:
+        """The task route's body as an OpenAPI requestBody, from model.toml; None: tensors only."""
+        return None
+
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         return Prediction(label=None, details={name: value.tolist() for name, value in outputs.items()})
 

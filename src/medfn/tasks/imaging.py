@@ -100,6 +100,13 @@ class ImageModel(Model):
         std = np.asarray(prep.get("std", [1.0]), dtype=np.float32).reshape(-1, 1, 1)
         return ((tensor - mean) / std)[np.newaxis].astype(np.float32, copy=False)
 
+    def request_body(self) -> dict[str, Any] | None:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        image = {"type": "string", "contentEncoding": "base64", "description": "the scan file, base64"}
+        as_json = {"type": "object", "required": ["image"], "properties": {"image": image}}
+        scans = ("image/png", "image/jpeg", "application/dicom")
+        return {"required": True, "content": {**dict.fromkeys(scans, binary), "application/json": {"schema": as_json}}}
+
     def _coarser_than_trained(self, image: DecodedImage) -> list[str]:
         """An image with fewer pixels than the model's grid is enlarged: detail it never had is
         interpolated, not measured, so the answer comes with a warning."""

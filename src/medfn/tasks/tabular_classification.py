@@ -29,6 +29,18 @@ class TabularClassifier(Model):
             problems.append(f"[postprocessing] positive_label {positive!r} is not one of the labels")
         return problems
 
+    def request_body(self) -> dict[str, Any] | None:
+        features = list(self.config.preprocessing.get("features", []))
+        record = {
+            "type": "object",
+            "required": features,
+            "additionalProperties": False,
+            "properties": {name: {"type": "number"} for name in features},
+        }
+        records = {"type": "array", "minItems": 1, "maxItems": self.config.max_batch_size or 1, "items": record}
+        batch = {"type": "object", "required": ["records"], "properties": {"records": records}}
+        return {"required": True, "content": {"application/json": {"schema": {"oneOf": [record, batch]}}}}
+
     def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         features = list(self.config.preprocessing["features"])
         document = load_json(payload.data)

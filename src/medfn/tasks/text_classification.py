@@ -44,6 +44,11 @@ class TextClassifier(Model):
             )
         return problems
 
+    def request_body(self) -> dict[str, Any] | None:
+        note = {"type": "string", "minLength": 1, "maxLength": int(self.config.preprocessing.get("max_chars", 20_000))}
+        as_json = {"type": "object", "required": ["text"], "properties": {"text": note}}
+        return {"required": True, "content": {"text/plain": {"schema": note}, "application/json": {"schema": as_json}}}
+
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         """Raw token ids (the Open Inference Protocol) must be ids the vocabulary could give."""
         super().check_inputs(inputs)

@@ -24,6 +24,33 @@ class TimeSeriesRisk(Model):
     media_types = frozenset({"application/json"})
     details_key = "risk"
 
+    def request_body(self) -> dict[str, Any] | None:
+        prep = self.config.preprocessing
+        ranges: dict[str, list[float]] = prep.get("ranges", {})
+        categories: dict[str, dict[str, float]] = prep.get("categories", {})
+
+        def field(name: str) -> dict[str, Any]:
+            number: dict[str, Any] = {"type": "number"}
+            if name in ranges:
+                number |= {"minimum": ranges[name][0], "maximum": ranges[name][1]}
+            return {"oneOf": [number, {"enum": sorted(categories[name])}]} if name in categories else number
+
+        features = list(prep.get("features", []))
+        observation = {"type": "object", "required": features, "properties": {n: field(n) for n in features}}
+        series = {
+            "type": "array",
+            "minItems": int(prep.get("min_length", 1)),
+            "maxItems": int(prep.get("max_length", 48)),
+            "items": observation,
+            "description": "oldest first",
+        }
+        body = {
+            "type": "object",
+            "required": ["observations"],
+            "properties": {"observations": series, "on_oxygen": {"type": "boolean", "default": False}},
+        }
+        return {"required": True, "content": {"application/json": {"schema": body}}}
+
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         """Raw series (the Open Inference Protocol) are held to the task route's length limit."""
         super().check_inputs(inputs)
