@@ -40,28 +40,6 @@ print(json.dumps({{"status": answer["statusCode"], "init_kib": before, "peak_kib
 """
 
 
-def _dicom(pixels: np.ndarray, syntax: str, rgb: bool = False) -> bytes:
-    import pydicom
-    from pydicom.uid import RLELossless
-
-    from model_store.build import chest_phantoms
-
-    ds = pydicom.dcmread(io.BytesIO(chest_phantoms.to_dicom(np.zeros((8, 8), np.float32))))
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    if rgb:
-        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-        ds.BitsAllocated = ds.BitsStored = 8
-        ds.HighBit = 7
-    if syntax == RLELossless:
-        ds.compress(RLELossless, pixels)
-    else:
-        ds.PixelData = pixels.tobytes()
-        ds.file_meta.TransferSyntaxUID = syntax
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _radiograph(size: int) -> np.ndarray:
     """12-bit content in flat 64-pixel steps: a full-size image that RLE packs under the 6 MB body limit."""
     steps = (np.arange(size) // 64 * 64).astype(np.uint16)
@@ -85,17 +63,20 @@ def _oip(name: str, datatype: str, shape: list[int], value: float | int) -> byte
 
 def inputs() -> list[tuple[str, str, str, Callable[[], bytes], str]]:
     """(label, function, path, body maker, content type)."""
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+    from pydicom.uid import DeflatedExplicitVRLittleEndian as DEFLATED
+    from pydicom.uid import RLELossless
+
+    from model_store.build import dicom_part10
 
     predict = "/v1/models/{}/predict"
     return [
         ("4096x4096 16-bit radiograph, RLE (valid)", "scan_classifier", predict,
-         lambda: _dicom(_radiograph(4096), RLELossless), "application/dicom"),
+         lambda: dicom_part10.around(_radiograph(4096), RLELossless), "application/dicom"),
         ("deflated DICOM, 32 MB of pixels", "scan_classifier", predict,
-         lambda: _dicom(np.zeros((4000, 4000), np.uint16), DeflatedExplicitVRLittleEndian), "application/dicom"),
+         lambda: dicom_part10.around(np.zeros((4000, 4000), np.uint16), DEFLATED), "application/dicom"),
         ("palette PNG 8000x8000", "scan_classifier", predict, _palette_png, "image/png"),
         ("RLE RGB DICOM 4000x4000", "scan_classifier", predict,
-         lambda: _dicom(np.zeros((4000, 4000, 3), np.uint8), RLELossless, rgb=True), "application/dicom"),
+         lambda: dicom_part10.around(np.zeros((4000, 4000, 3), np.uint8), RLELossless, rgb=True), "application/dicom"),
         ("OIP 100,000 tokens", "notes_classifier", "/v2/models/{}/infer",
          lambda: _oip("tokens", "INT64", [1, 100_000], 2), "application/json"),
         ("OIP batch of 20 CT slices (max 16)", "scan_segmenter", "/v2/models/{}/infer",

@@ -69,3 +69,27 @@ def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+def around(pixels: np.ndarray, syntax: str, *, rgb: bool = False) -> bytes:
+    """A DX file around raw pixels (uint16 grayscale, or uint8 RGB) in `syntax`: the decoders'
+    size and codec tests, where the picture does not matter but its shape and encoding do."""
+    from pydicom.uid import DigitalXRayImageStorageForPresentation, RLELossless
+
+    ds = new_dataset(
+        DigitalXRayImageStorageForPresentation, modality="DX", patient_name="", patient_id="", birth_date=""
+    )
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel = 3 if rgb else 1
+    ds.PhotometricInterpretation = "RGB" if rgb else "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8 if rgb else 16
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    if rgb:
+        ds.PlanarConfiguration = 0
+    if syntax == RLELossless:
+        ds.compress(RLELossless, pixels)
+    else:
+        ds.PixelData = pixels.tobytes()
+        ds.file_meta.TransferSyntaxUID = syntax
+    return to_bytes(ds)

@@ -14,32 +14,14 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
-from model_store.build import chest_phantoms
+from model_store.build import chest_phantoms, dicom_part10
 from tests.conftest import REPO
 from tests.pipeline.test_watch import drop, run_watch
 
 FAKE_MRN = "MRN0042DOE"
 STAND_IN = "9999999999"  # as long as FAKE_MRN
-
-
-def dicom(pixels: np.ndarray, *, syntax: pydicom.uid.UID = ExplicitVRLittleEndian, rgb: bool = False) -> bytes:
-    """A DX Part-10 file around `pixels` (uint8 RGB or uint16 grayscale), in `syntax`."""
-    ds = pydicom.dcmread(io.BytesIO(chest_phantoms.to_dicom(np.zeros((8, 8), np.float32))))
-    ds.Rows, ds.Columns = pixels.shape[:2]
-    if rgb:
-        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-        ds.BitsAllocated = ds.BitsStored = 8
-        ds.HighBit = 7
-    if syntax == RLELossless:
-        ds.compress(RLELossless, pixels)
-    else:
-        ds.PixelData = pixels.tobytes()
-        ds.file_meta.TransferSyntaxUID = syntax
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def post(client: TestClient, model: str, body: bytes, media_type: str) -> tuple[int, str]:
@@ -48,7 +30,7 @@ def post(client: TestClient, model: str, body: bytes, media_type: str) -> tuple[
 
 
 def test_a_deflated_dicom_is_refused_before_it_is_inflated(gateway_client: TestClient) -> None:
-    body = dicom(np.zeros((4000, 4000), np.uint16), syntax=DeflatedExplicitVRLittleEndian)
+    body = dicom_part10.around(np.zeros((4000, 4000), np.uint16), DeflatedExplicitVRLittleEndian)
     assert len(body) < 200_000  # 32 MB of pixels in a few kilobytes
     status, error = post(gateway_client, "scan_classifier", body, "application/dicom")
     assert status == 415 and "Deflated" in error
@@ -64,7 +46,7 @@ def test_a_palette_png_bomb_is_refused_from_its_header(gateway_client: TestClien
 
 
 def test_an_rle_rgb_dicom_bomb_is_refused_from_its_header(gateway_client: TestClient) -> None:
-    body = dicom(np.zeros((4000, 4000, 3), np.uint8), syntax=RLELossless, rgb=True)
+    body = dicom_part10.around(np.zeros((4000, 4000, 3), np.uint8), RLELossless, rgb=True)
     assert len(body) < 3_000_000
     status, error = post(gateway_client, "scan_classifier", body, "application/dicom")
     assert status == 422 and "4000x4000 pixels x 3 samples" in error
