@@ -7,7 +7,7 @@ through this module, so a field means the same thing everywhere.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,14 @@ DATATYPES: dict[str, str] = {
     "FP32": "float32",
     "FP64": "float64",
 }
+
+
+# What model.toml may hold at its top, and in a [versions.<v>] table.
+_MODEL_KEYS = frozenset(
+    {"name", "task", "max_batch_size", "version_policy", "inputs", "outputs", "preprocessing", "postprocessing"}
+    | {"dynamic_batching", "versions", "card", "guards"}
+)
+_VERSION_KEYS = frozenset({"sha256", "inputs", "outputs", "preprocessing", "postprocessing"})
 
 
 @dataclass(frozen=True)
@@ -81,9 +89,18 @@ class ModelConfig:
     card: dict[str, Any] = field(default_factory=dict)
     # `[guards]`: what inputs lie outside the model's training data (medfn.tasks.guards)
     guards: dict[str, Any] = field(default_factory=dict)
+    # version -> what `[versions.<v>]` says beside sha256: inputs, outputs, pre- and postprocessing
+    overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> ModelConfig:
+        unknown = sorted(set(raw) - _MODEL_KEYS)
+        if unknown:
+            raise ValueError(f"model.toml: {unknown[0]!r} is not a setting; settings: {', '.join(sorted(_MODEL_KEYS))}")
+        for version, table in raw.get("versions", {}).items():
+            extra = sorted(set(table) - _VERSION_KEYS)
+            if extra:
+                raise ValueError(f"model.toml: [versions.{version}] {extra[0]!r} is not one of {sorted(_VERSION_KEYS)}")
         policy = raw.get("version_policy", {})
         return cls(
             name=str(raw["name"]),
@@ -100,6 +117,10 @@ class ModelConfig:
             postprocessing=dict(raw.get("postprocessing", {})),
             dynamic_batching=dict(raw["dynamic_batching"]) if "dynamic_batching" in raw else None,
             sha256={int(version): dict(spec.get("sha256", {})) for version, spec in raw.get("versions", {}).items()},
+            overrides={
+                int(version): {key: value for key, value in spec.items() if key != "sha256"}
+                for version, spec in raw.get("versions", {}).items()
+            },
             card=dict(raw.get("card", {})),
             guards=dict(raw.get("guards", {})),
         )
@@ -107,6 +128,20 @@ class ModelConfig:
     @classmethod
     def from_bytes(cls, data: bytes) -> ModelConfig:
         return cls.parse(tomllib.loads(data.decode("utf-8")))
+
+    def for_version(self, version: int) -> ModelConfig:
+        """This config as `version` has it: its own tensors, preprocessing and postprocessing,
+        where `[versions.<v>]` gives them (a new export with another layout or size)."""
+        own = self.overrides.get(version, {})
+        if not own:
+            return self
+        return replace(
+            self,
+            inputs=tuple(TensorSpec.parse(t) for t in own["inputs"]) if "inputs" in own else self.inputs,
+            outputs=tuple(TensorSpec.parse(t) for t in own["outputs"]) if "outputs" in own else self.outputs,
+            preprocessing={**self.preprocessing, **own.get("preprocessing", {})},
+            postprocessing={**self.postprocessing, **own.get("postprocessing", {})},
+        )
 
     def input(self, name: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.name == name), None)

@@ -13,6 +13,7 @@ from pathlib import Path
 from medfn.config import FunctionConfig
 from medfn.serving import InferencePlane, LocalStore, Model, ModelStore, open_store
 from medfn.tasks import model_class
+from medfn.tasks.options import option_problems
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,16 @@ def load_models(
     versions = config.version_policy.select(store.versions(name))
     if not versions:
         log.error("model %s has no version to serve under policy %s", name, config.version_policy.policy)
-    models = [cls(config=config, version=v, store=store, memory_mb=memory_mb, pinned=pinned) for v in versions]
-    for model in models:
-        model.load()
+    models = []
+    for version in versions:
+        own = config.for_version(version)
+        model = cls(config=own, version=version, store=store, memory_mb=memory_mb, pinned=pinned)
+        problems = option_problems(own.task, own.preprocessing, own.postprocessing)
+        if problems:  # a misspelt or unknown setting is never ignored, nor loaded around
+            model.refuse(problems)
+        else:
+            model.load()
+        models.append(model)
     return models
 
 

@@ -144,9 +144,14 @@ class Model:
             log.exception("model %s version %s failed to load", self.name, self.version)
             return self._not_ready(f"version {self.version} could not be loaded (see the function's log)")
         if self.problems:
-            return self._not_ready(f"version {self.version}: model.toml does not fit: " + "; ".join(self.problems))
+            return self.refuse(self.problems)
         self.ready, self.reason = True, ""
         return True
+
+    def refuse(self, problems: list[str]) -> bool:
+        """Not ready, without loading: model.toml is wrong in ways the load would trip over."""
+        self.problems = problems
+        return self._not_ready(f"version {self.version}: model.toml does not fit: " + "; ".join(problems))
 
     def task_problems(self) -> list[str]:
         """What the task finds wrong in model.toml beside the graph; tasks extend this."""

@@ -9,7 +9,7 @@ import numpy as np
 from medfn.codecs import DecodedImage
 from medfn.serving.model import Payload, Prediction
 from medfn.tasks.imaging import ImageModel
-from medfn.tasks.labels import classes, label_problems, softmax
+from medfn.tasks.labels import activated, label_problems
 
 
 class ImageClassifier(ImageModel):
@@ -19,9 +19,6 @@ class ImageClassifier(ImageModel):
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         scores = outputs[post.get("output", self.config.outputs[0].name)][0]
-        probabilities = softmax(scores) if post.get("softmax", False) else scores
         image: DecodedImage
         image, warnings = context
-        return Prediction(
-            *classes(probabilities, list(post["labels"])), warnings=warnings, sop_instance_uid=image.sop_instance_uid
-        )
+        return Prediction(*activated(scores, post), warnings=warnings, sop_instance_uid=image.sop_instance_uid)

@@ -39,6 +39,12 @@ def mask_png(mask: np.ndarray) -> bytes:
 class ImageSegmenter(ImageModel):
     details_key = "mask"
 
+    def task_problems(self) -> list[str]:
+        problems = super().task_problems()
+        if self.config.preprocessing.get("aspect", "stretch") != "stretch":  # the mask maps back by stretching
+            problems.append('[preprocessing] aspect must be "stretch" for a segmenter: its mask is mapped back so')
+        return problems
+
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
         image: DecodedImage

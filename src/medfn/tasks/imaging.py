@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import orjson
-from PIL import Image
 
 from medfn.codecs import DecodedImage, decode_image
 from medfn.codecs.budget import budget_bytes
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload
 from medfn.tasks.guards import Guards
+from medfn.tasks.image_geometry import fit
 
 IMAGE_MEDIA_TYPES = frozenset(
     {"image/png", "image/jpeg", "application/dicom", "application/octet-stream", "application/json"}
@@ -48,22 +48,25 @@ class ImageModel(Model):
     def task_problems(self) -> list[str]:
         """`[preprocessing]` against the image input, laid out [N, C, H, W]."""
         prep, spec = self.config.preprocessing, self.config.inputs[0]
+        layout = prep.get("layout", "NCHW")
         if len(spec.shape) != 4:
-            return [f"input {spec.name!r} must be [N, C, H, W] for an image task, not rank {len(spec.shape)}"]
+            rank = len(spec.shape)
+            return [f"input {spec.name!r} must be [N, C, H, W] or [N, H, W, C] for an image task, not rank {rank}"]
+        channel_axis, height_axis, width_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
         problems = []
         size = prep.get("size")
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
             problems.append("[preprocessing] size must be [height, width] in pixels")
         else:
-            for axis, want, what in ((2, size[0], "height"), (3, size[1], "width")):
+            for axis, want, what in ((height_axis, size[0], "height"), (width_axis, size[1], "width")):
                 fixed = self.known_dim(spec, axis)
                 if fixed is not None and fixed != want:
                     problems.append(f"[preprocessing] size has {what} {want}; input {spec.name!r} takes {fixed}")
         color = prep.get("color", "L")
-        channels = {"L": 1, "RGB": 3}.get(color)
+        channels = {"L": 1, "RGB": 3, "BGR": 3}.get(color)
         if channels is None:
-            problems.append(f'[preprocessing] color must be "L" or "RGB", not {color!r}')
-        elif (taken := self.known_dim(spec, 1)) not in (None, channels):
+            problems.append(f'[preprocessing] color must be "L", "RGB" or "BGR", not {color!r}')
+        elif (taken := self.known_dim(spec, channel_axis)) not in (None, channels):
             problems.append(f"[preprocessing] color {color} has {channels} channels; input {spec.name!r} takes {taken}")
         for key in ("mean", "std"):
             values = prep.get(key, [0.0 if key == "mean" else 1.0])
@@ -71,6 +74,8 @@ class ImageModel(Model):
                 problems.append(f"[preprocessing] {key} must hold 1 or {channels} values")
         if any(float(v) == 0.0 for v in prep.get("std", [1.0])):
             problems.append("[preprocessing] std must not be 0")
+        if prep.get("resize") == "bicubic" and prep.get("antialias") is False:
+            problems.append("[preprocessing] resize bicubic is offered with antialias only")
         problems += Guards(self.config.guards).problems()
         window = prep.get("window")
         if window is not None and not (isinstance(window, list) and len(window) == 2 and float(window[1]) > 0):
@@ -90,15 +95,20 @@ class ImageModel(Model):
         )
 
     def to_tensor(self, image: DecodedImage) -> np.ndarray:
-        """[1, C, H, W] float32: colour converted, resized, normalised."""
+        """[1, C, H, W] or [1, H, W, C] float32: colour, size, scale, mean and std as model.toml says."""
         prep = self.config.preprocessing
         pixels = _to_color(image.pixels, prep.get("color", "L"))
         height, width = (int(v) for v in prep["size"])
-        channels = [_resize(pixels[..., c], width, height) for c in range(pixels.shape[-1])]
-        tensor = np.stack(channels)  # C, H, W
-        mean = np.asarray(prep.get("mean", [0.0]), dtype=np.float32).reshape(-1, 1, 1)
-        std = np.asarray(prep.get("std", [1.0]), dtype=np.float32).reshape(-1, 1, 1)
-        return ((tensor - mean) / std)[np.newaxis].astype(np.float32, copy=False)
+        resize, aspect = prep.get("resize", "area"), prep.get("aspect", "stretch")
+        fitted = fit(pixels, height, width, resize, bool(prep.get("antialias", True)), aspect)  # H, W, C
+        if prep.get("scale", "unit") == "byte":
+            fitted = fitted * np.float32(255.0)
+        mean = np.asarray(prep.get("mean", [0.0]), dtype=np.float32)
+        std = np.asarray(prep.get("std", [1.0]), dtype=np.float32)
+        normalised = (fitted - mean) / std  # per channel, the last axis
+        if prep.get("layout", "NCHW") == "NCHW":
+            normalised = normalised.transpose(2, 0, 1)
+        return normalised[np.newaxis].astype(np.float32, copy=False)
 
     def request_body(self) -> dict[str, Any] | None:
         binary = {"schema": {"type": "string", "format": "binary"}}
@@ -124,23 +134,10 @@ class ImageModel(Model):
 
 
 def _to_color(pixels: np.ndarray, color: str) -> np.ndarray:
-    """(H, W, C) with C = 1 for "L", 3 for "RGB"."""
+    """(H, W, C) with C = 1 for "L", 3 for "RGB" and "BGR" (the same channels, reversed)."""
     if color == "L":
         if pixels.ndim == 3:  # ITU-R 601 luma, as Pillow's convert("L")
             pixels = pixels[..., :3] @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
         return pixels[..., np.newaxis]
-    if pixels.ndim == 2:
-        return np.repeat(pixels[..., np.newaxis], 3, axis=-1)
-    return pixels[..., :3]
-
-
-def _resize(channel: np.ndarray, width: int, height: int) -> np.ndarray:
-    """To the model's grid. Shrinking averages each output pixel's area (a box filter), as a
-    coarser detector would have measured it: a scan at twice the training resolution comes back
-    as the training grid saw it, texture and noise included. Enlarging interpolates bilinearly."""
-    if channel.shape == (height, width):
-        return channel.astype(np.float32, copy=False)
-    shrinking = channel.shape[0] >= height and channel.shape[1] >= width
-    resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    resized = Image.fromarray(channel.astype(np.float32, copy=False), mode="F").resize((width, height), resample)
-    return np.asarray(resized, dtype=np.float32)
+    rgb = np.repeat(pixels[..., np.newaxis], 3, axis=-1) if pixels.ndim == 2 else pixels[..., :3]
+    return rgb[..., ::-1] if color == "BGR" else rgb

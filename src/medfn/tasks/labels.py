@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,26 @@ def classes(probabilities: np.ndarray, labels: list[str]) -> tuple[str, dict[str
     """The likeliest label, and every label's probability, most likely first."""
     order = np.argsort(-probabilities, kind="stable")
     return labels[int(order[0])], {labels[i]: float(probabilities[i]) for i in order}
+
+
+def activated(scores: np.ndarray, post: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """One output row -> (label, probabilities), as `[postprocessing]` says the model ends:
+    probabilities already, logits (softmax), or sigmoid scores; a single sigmoid score stands for
+    positive_label at or above threshold, and the other label below it."""
+    labels = list(post["labels"])
+    activation = post.get("activation", "none")
+    if activation == "sigmoid" and scores.size == 1:
+        p = float(1.0 / (1.0 + np.exp(-float(scores.ravel()[0]))))
+        positive = str(post.get("positive_label", labels[-1]))
+        negative = next(label for label in labels if label != positive)
+        label = positive if p >= float(post.get("threshold", 0.5)) else negative
+        return label, {positive: p, negative: 1.0 - p} if p >= 0.5 else {negative: 1.0 - p, positive: p}
+    if activation == "softmax":
+        scores = softmax(scores)
+    elif activation == "sigmoid":  # one score per class: normalised so that they sum to 1
+        sigmoid = 1.0 / (1.0 + np.exp(-scores))
+        scores = sigmoid / sigmoid.sum()
+    return classes(scores, labels)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -33,6 +53,9 @@ def label_problems(model: Model) -> list[str]:
     if not isinstance(labels, list) or not labels:
         return ["[postprocessing] labels must list the classes, in the output's order"]
     classes = model.known_dim(spec, -1)
-    if classes is not None and classes != len(labels):
+    single = post.get("activation") == "sigmoid" and classes == 1
+    if single and (len(labels) != 2 or post.get("positive_label", labels[-1]) not in labels):
+        return ["[postprocessing] a single sigmoid score needs two labels, positive_label one of them"]
+    if classes is not None and classes != len(labels) and not single:
         return [f"[postprocessing] has {len(labels)} labels; output {name!r} has {classes} classes"]
     return []

@@ -9,7 +9,7 @@ import numpy as np
 from medfn.errors import UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.guards import Guards
-from medfn.tasks.labels import classes, label_problems
+from medfn.tasks.labels import activated, label_problems
 from medfn.tasks.records import feature_problems, feature_row, load_json
 
 
@@ -58,8 +58,7 @@ class TabularClassifier(Model):
 
     def postprocess(self, outputs: dict[str, np.ndarray], context: Any, payload: Payload) -> Prediction:
         post = self.config.postprocessing
-        labels = list(post["labels"])
-        rows = [classes(p, labels) for p in outputs[post.get("output", self.config.outputs[0].name)]]
+        rows = [activated(p, post) for p in outputs[post.get("output", self.config.outputs[0].name)]]
         batch, warnings = context
         if not batch:
             return Prediction(*rows[0], warnings=warnings)

@@ -17,7 +17,7 @@ import orjson
 from medfn.errors import BadRequest, UnprocessableInput
 from medfn.serving.model import Model, Payload, Prediction
 from medfn.tasks.guards import Guards
-from medfn.tasks.labels import classes, label_problems
+from medfn.tasks.labels import activated, label_problems
 
 
 class TextClassifier(Model):
@@ -101,5 +101,5 @@ class TextClassifier(Model):
         post = self.config.postprocessing
         probabilities = outputs[post.get("output", self.config.outputs[0].name)][0]
         tokens, warnings = context
-        label, by_label = classes(probabilities, list(post["labels"]))
+        label, by_label = activated(probabilities, post)
         return Prediction(label, by_label, details={"tokens": tokens}, warnings=warnings)

@@ -1,0 +1,257 @@
+"""Models as real exporters make them, served by configuration alone and compared with what the
+exporter's own framework predicts on the same input (probabilities within 1e-4, labels equal):
+
+- a Keras-style classifier: channel-last input, pixels scaled x/127.5 - 1, nearest resize, logits;
+- a torchvision-style classifier: NCHW, ImageNet mean and std on 0-1 pixels, softmax at the end;
+- a scikit-learn pipeline converted with skl2onnx;
+- a single sigmoid score with a threshold and a positive label.
+
+The image graphs are built with onnx.helper in the exporters' layouts and op patterns (TensorFlow
+does not install here); their reference predictions are the same arithmetic in numpy.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from medfn.function import load_models
+from medfn.http import create_app
+from medfn.serving import InferencePlane, LocalStore, Payload
+from tests.onnx_builders import write_model_folder
+
+RNG = np.random.default_rng(20261207)
+WEIGHTS = RNG.normal(size=(3, 2)).astype(np.float32)
+BIAS = np.asarray([0.1, -0.2], dtype=np.float32)
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def pooled_linear(layout: str, size: int, softmax: bool) -> bytes:
+    """Global average pooling then a linear head: Keras's (NHWC, logits) or torchvision's (NCHW)."""
+    shape = ["batch", size, size, 3] if layout == "NHWC" else ["batch", 3, size, size]
+    axes = [1, 2] if layout == "NHWC" else [2, 3]
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["pooled"], axes=axes, keepdims=0),
+        helper.make_node("MatMul", ["pooled", "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["logits" if softmax else "scores"]),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["scores"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "pooled_linear",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[numpy_helper.from_array(WEIGHTS, "w"), numpy_helper.from_array(BIAS, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def serve(root: Path, name: str, versions: dict[int, bytes], toml: str, shape: str) -> TestClient:
+    folder = write_model_folder(root, name, versions, task="image_classification", extra_toml=toml)
+    text = (folder / "model.toml").read_text()
+    text = text.replace(
+        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', f'name = "image"\ndatatype = "FP32"\nshape = {shape}'
+    )
+    text = text.replace(
+        'name = "y"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "scores"\ndatatype = "FP32"\nshape = [-1, 2]'
+    )
+    (folder / "model.toml").write_text(text)
+    plane = InferencePlane()
+    plane.add(name, load_models(LocalStore(root), name))
+    assert plane.get(name).ready, plane.get(name).reason
+    return TestClient(create_app(plane, metrics_route=False))
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def assert_same(answer: dict, expected: np.ndarray) -> None:  # type: ignore[type-arg]
+    labels = ["cat", "dog"]
+    got = np.asarray([answer["probabilities"][label] for label in labels])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert answer["label"] == labels[int(np.argmax(expected))]
+
+
+def test_a_keras_style_export_channel_last_logits_nearest_resize(tmp_path: Path) -> None:
+    toml = """
+[preprocessing]
+layout = "NHWC"
+color = "RGB"
+size = [32, 32]
+scale = "byte"
+mean = [127.5]
+std = [127.5]
+resize = "nearest"
+
+[postprocessing]
+labels = ["cat", "dog"]
+activation = "softmax"
+"""
+    client = serve(tmp_path, "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, toml, "[-1, 32, 32, 3]")
+    pixels = RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    answer = client.post("/v1/models/keras_like/predict", content=png(pixels), headers={"content-type": "image/png"})
+    assert answer.status_code == 200, answer.text
+    # what Keras computes: nearest resize (each 2x2 block's lower-right pixel), x / 127.5 - 1, the head
+    x = pixels[1::2, 1::2].astype(np.float32) / 127.5 - 1.0
+    assert_same(answer.json(), softmax(x.mean(axis=(0, 1)) @ WEIGHTS + BIAS))
+    tensor = {"name": "image", "datatype": "FP32", "shape": [1, 32, 32, 3], "data": x.ravel().tolist()}
+    raw = client.post("/v2/models/keras_like/infer", json={"inputs": [tensor]}).json()
+    np.testing.assert_allclose(raw["outputs"][0]["data"], x.mean(axis=(0, 1)) @ WEIGHTS + BIAS, atol=1e-4)
+
+
+def test_a_torchvision_style_export_imagenet_normalised(tmp_path: Path) -> None:
+    toml = f"""
+[preprocessing]
+color = "RGB"
+size = [16, 16]
+mean = {IMAGENET_MEAN}
+std = {IMAGENET_STD}
+
+[postprocessing]
+labels = ["cat", "dog"]
+"""
+    client = serve(tmp_path, "torch_like", {1: pooled_linear("NCHW", 16, softmax=True)}, toml, "[-1, 3, 16, 16]")
+    pixels = RNG.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    answer = client.post("/v1/models/torch_like/predict", content=png(pixels), headers={"content-type": "image/png"})
+    assert answer.status_code == 200, answer.text
+    x = (pixels.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN)) / np.asarray(IMAGENET_STD)
+    assert_same(answer.json(), softmax(x.mean(axis=(0, 1)) @ WEIGHTS + BIAS))
+
+
+def test_a_new_version_with_another_layout_and_size_beside_the_old(tmp_path: Path) -> None:
+    toml = """
+[version_policy]
+policy = "all"
+
+[preprocessing]
+color = "RGB"
+size = [16, 16]
+
+[postprocessing]
+labels = ["cat", "dog"]
+activation = "softmax"
+
+[versions.2.preprocessing]
+layout = "NHWC"
+size = [32, 32]
+
+[[versions.2.inputs]]
+name = "image"
+datatype = "FP32"
+shape = [-1, 32, 32, 3]
+"""
+    versions = {1: pooled_linear("NCHW", 16, softmax=False), 2: pooled_linear("NHWC", 32, softmax=False)}
+    client = serve(tmp_path, "two_exports", versions, toml, "[-1, 3, 16, 16]")
+    plane = client.app.state.plane  # type: ignore[attr-defined]
+    pixels = RNG.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    for version, shape in ((1, (1, 3, 16, 16)), (2, (1, 32, 32, 3))):
+        model = plane.get("two_exports", version)
+        assert model.ready, model.reason
+        inputs, _ = model.prepare(Payload(png(pixels), "image/png"))
+        assert inputs["image"].shape == shape
+        assert plane.predict_blocking(model, Payload(png(pixels), "image/png")).label in {"cat", "dog"}
+
+
+def test_a_scikit_learn_pipeline_converted_with_skl2onnx(tmp_path: Path) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from model_store.build.breast_cancer_data import split
+
+    x_train, x_test, y_train, _, features = split()
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, y_train)
+    exported = to_onnx(pipeline, x_train[:1], options={id(pipeline): {"zipmap": False}}).SerializeToString()
+    names = ", ".join(f'"{f}"' for f in features)
+    toml = f"""
+[preprocessing]
+features = [{names}]
+
+[postprocessing]
+labels = ["benign", "malignant"]
+output = "probabilities"
+"""
+    folder = write_model_folder(tmp_path, "sk", {1: exported}, task="tabular_classification", extra_toml=toml)
+    text = (folder / "model.toml").read_text()
+    text = text.replace(
+        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "X"\ndatatype = "FP32"\nshape = [-1, 30]'
+    )
+    text = text.replace(
+        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1, 4]',
+        '[[outputs]]\nname = "label"\ndatatype = "INT64"\nshape = [-1]\n\n'
+        '[[outputs]]\nname = "probabilities"\ndatatype = "FP32"\nshape = [-1, 2]',
+    )
+    (folder / "model.toml").write_text(text)
+    plane = InferencePlane()
+    plane.add("sk", load_models(LocalStore(tmp_path), "sk"))
+    assert plane.get("sk").ready, plane.get("sk").reason
+    client = TestClient(create_app(plane, metrics_route=False))
+    records = [dict(zip(features, map(float, row), strict=True)) for row in x_test[:8]]
+    answers = client.post("/v1/models/sk/predict", json={"records": records}).json()["records"]["predictions"]
+    expected = pipeline.predict_proba(x_test[:8])
+    for answer, want, label in zip(answers, expected, pipeline.predict(x_test[:8]), strict=True):
+        got = [answer["probabilities"]["benign"], answer["probabilities"]["malignant"]]
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        assert answer["label"] == ["benign", "malignant"][int(label)]
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.7])
+def test_a_single_sigmoid_score_with_a_threshold(tmp_path: Path, threshold: float) -> None:
+    weights = RNG.normal(size=(5, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["score"])],
+        "score",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 5])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    toml = f"""
+[preprocessing]
+features = ["a", "b", "c", "d", "e"]
+
+[postprocessing]
+labels = ["negative", "positive"]
+activation = "sigmoid"
+positive_label = "positive"
+threshold = {threshold}
+"""
+    folder = write_model_folder(
+        tmp_path, "one", {1: model.SerializeToString()}, width=5, task="tabular_classification", extra_toml=toml
+    )
+    text = (
+        (folder / "model.toml")
+        .read_text()
+        .replace('name = "y"\ndatatype = "FP32"\nshape = [-1, 5]', 'name = "score"\ndatatype = "FP32"\nshape = [-1, 1]')
+    )
+    (folder / "model.toml").write_text(text)
+    plane = InferencePlane()
+    plane.add("one", load_models(LocalStore(tmp_path), "one"))
+    assert plane.get("one").ready, plane.get("one").reason
+    client = TestClient(create_app(plane, metrics_route=False))
+    for row in RNG.normal(size=(10, 5)):
+        answer = client.post("/v1/models/one/predict", json=dict(zip("abcde", map(float, row), strict=True))).json()
+        p = 1.0 / (1.0 + np.exp(-(row.astype(np.float32) @ weights)[0]))
+        assert answer["probabilities"]["positive"] == pytest.approx(p, abs=1e-5)
+        assert answer["label"] == ("positive" if p >= threshold else "negative")
