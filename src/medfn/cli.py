@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["serve", "predict", "watch", "check", "package", "synth", "deploy", "usage", "bench"]
+# Modules under medfn.commands; a module named otherwise than its command says so in NAME
+# (`import` is a Python keyword, so its module is import_model).
+COMMANDS = ["serve", "predict", "watch", "check", "package", "synth", "deploy", "usage", "bench", "import_model"]
 
 
 class _ShowDefaults(argparse.HelpFormatter):
@@ -30,12 +32,15 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="medfn", description="Serve medical ONNX models, locally and on AWS.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
     for name in COMMANDS:
         module = importlib.import_module(f"medfn.commands.{name}")
-        sub = commands.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=_ShowDefaults)
+        command = getattr(module, "NAME", name)
+        modules[command] = module
+        sub = commands.add_parser(command, help=module.HELP, description=module.HELP, formatter_class=_ShowDefaults)
         module.add_arguments(sub)
     args = parser.parse_args(argv)
-    module = importlib.import_module(f"medfn.commands.{args.command}")
+    module = modules[args.command]
     try:
         return int(module.run(args) or 0)
     except MedfnError as exc:

@@ -255,3 +255,48 @@ threshold = {threshold}
         p = 1.0 / (1.0 + np.exp(-(row.astype(np.float32) @ weights)[0]))
         assert answer["probabilities"]["positive"] == pytest.approx(p, abs=1e-5)
         assert answer["label"] == ("positive" if p >= threshold else "negative")
+
+
+def test_a_scikit_learn_model_exported_with_its_default_zipmap(tmp_path: Path) -> None:
+    """skl2onnx's default output: a label tensor and the probabilities as a sequence of maps."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from model_store.build.breast_cancer_data import split
+
+    x_train, x_test, y_train, _, features = split()
+    classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
+    names = ", ".join(f'"{f}"' for f in features)
+    toml = f"""
+[preprocessing]
+features = [{names}]
+
+[postprocessing]
+labels = ["benign", "malignant"]
+output = "output_probability"
+"""
+    folder = write_model_folder(
+        tmp_path, "zipmap", {1: to_onnx(classifier, x_train[:1]).SerializeToString()}, task="tabular_classification",
+        extra_toml=toml,
+    )  # fmt: skip
+    text = (folder / "model.toml").read_text()
+    text = text.replace(
+        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "X"\ndatatype = "FP32"\nshape = [-1, 30]'
+    )
+    text = text.replace(
+        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1, 4]',
+        '[[outputs]]\nname = "output_label"\ndatatype = "INT64"\nshape = [-1]\n\n'
+        '[[outputs]]\nname = "output_probability"\ndatatype = "FP32"\nshape = [-1, 2]',
+    )
+    (folder / "model.toml").write_text(text)
+    plane = InferencePlane()
+    plane.add("zipmap", load_models(LocalStore(tmp_path), "zipmap"))
+    assert plane.get("zipmap").ready, plane.get("zipmap").reason
+    client = TestClient(create_app(plane, metrics_route=False))
+    for row, want in zip(x_test[:5], classifier.predict_proba(x_test[:5]), strict=True):
+        answer = client.post("/v1/models/zipmap/predict", json=dict(zip(features, map(float, row), strict=True))).json()
+        got = [answer["probabilities"]["benign"], answer["probabilities"]["malignant"]]
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    tensor = {"name": "X", "datatype": "FP32", "shape": [1, 30], "data": x_test[0].tolist()}
+    raw = client.post("/v2/models/zipmap/infer", json={"inputs": [tensor]}).json()
+    assert {o["name"] for o in raw["outputs"]} == {"output_label", "output_probability"}

@@ -57,6 +57,10 @@ def _side(kind: str, specs: Sequence[TensorSpec], graph: dict[str, GraphTensor])
         if tensor is None:
             problems.append(f"{kind} {spec.name!r} is not in the graph; its {kind}s: {sorted(graph)}")
             continue
+        if tensor.type.startswith("seq(map("):  # scikit-learn's ZipMap: rows of {class: p}, read as [N, classes]
+            if spec.datatype != "FP32" or len(spec.shape) != 2:
+                problems.append(f"{kind} {spec.name!r} is a sequence of maps (ZipMap): declare it FP32, [-1, classes]")
+            continue
         datatype = _ORT_DATATYPES.get(tensor.type, tensor.type)
         if datatype != spec.datatype:
             problems.append(f"{kind} {spec.name!r} is {datatype} in the graph, {spec.datatype} in model.toml")

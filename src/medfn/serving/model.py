@@ -160,7 +160,8 @@ class Model:
     def known_dim(self, spec: TensorSpec, axis: int) -> int | None:
         """A declared tensor's size along `axis`, where the graph or model.toml fixes it."""
         graph = {t.name: t for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
-        fixed = fixed_dims(graph[spec.name])[axis]
+        dims = fixed_dims(graph[spec.name])  # empty for a sequence of maps (ZipMap): model.toml says
+        fixed = dims[axis] if dims else None
         return fixed if fixed is not None else (spec.shape[axis] if spec.shape[axis] >= 0 else None)
 
     def _check_pin(self) -> None:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -192,11 +193,18 @@ def run_session(
     """
     try:
         if device is None or device.kind == "cpu":
-            outputs: list[np.ndarray] = session.run(list(names), inputs)
-            return outputs
+            return [_as_array(value) for value in session.run(list(names), inputs)]
         return run_bound(session, names, inputs, device)
     except (InvalidArgument, Fail) as exc:
         raise BadRequest("the model cannot run on these input values or sizes (ONNX Runtime refused them)") from exc
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """An output as an array: scikit-learn's ZipMap gives a list of {class: p} per row, read here
+    as [N, classes] with the classes in their sorted order."""
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return np.asarray([[row[key] for key in sorted(row)] for row in value], dtype=np.float32)
+    return np.asarray(value)
 
 
 def run_bound(
