@@ -52,4 +52,4 @@ def test_an_unknown_top_level_key_is_named(tmp_path: Path) -> None:
 def test_the_readme_reference_is_generated_from_the_declarations() -> None:
     text = (REPO / "model_store" / "README.md").read_text()
     section = text.split("<!-- settings reference: begin -->\n", 1)[1].split("<!-- settings reference: end -->")[0]
-    assert section == reference(), "regenerate it: python -m medfn.tasks.options"
+    assert section == reference(), "regenerate it: python -m medfn.tasks.options model_store/README.md"

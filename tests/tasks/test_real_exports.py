@@ -300,3 +300,94 @@ output = "output_probability"
     tensor = {"name": "X", "datatype": "FP32", "shape": [1, 30], "data": x_test[0].tolist()}
     raw = client.post("/v2/models/zipmap/infer", json={"inputs": [tensor]}).json()
     assert {o["name"] for o in raw["outputs"]} == {"output_label", "output_probability"}
+
+
+def test_a_graph_without_a_batch_axis_and_a_multi_label_head(tmp_path: Path) -> None:
+    """One image in, [3, 16, 16] with no batch axis (max_batch_size = 0); two independent labels."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["pooled"], axes=[1, 2], keepdims=0),
+            helper.make_node("MatMul", ["pooled", "w"], ["scores"]),
+        ],
+        "unbatched",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [3, 16, 16])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2])],
+        initializer=[numpy_helper.from_array(WEIGHTS, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    toml = """
+[preprocessing]
+color = "RGB"
+size = [16, 16]
+
+[postprocessing]
+labels = ["effusion", "nodule"]
+activation = "sigmoid"
+multi_label = true
+threshold = 0.5
+"""
+    folder = write_model_folder(
+        tmp_path, "flat", {1: model.SerializeToString()}, task="image_classification", extra_toml=toml
+    )
+    text = (folder / "model.toml").read_text().replace("max_batch_size = 8", "max_batch_size = 0")
+    text = text.replace(
+        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "image"\ndatatype = "FP32"\nshape = [3, 16, 16]'
+    )
+    text = text.replace(
+        'name = "y"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "scores"\ndatatype = "FP32"\nshape = [2]'
+    )
+    (folder / "model.toml").write_text(text)
+    plane = InferencePlane()
+    plane.add("flat", load_models(LocalStore(tmp_path), "flat"))
+    assert plane.get("flat").ready, plane.get("flat").reason
+    client = TestClient(create_app(plane, metrics_route=False))
+    pixels = RNG.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    answer = client.post("/v1/models/flat/predict", content=png(pixels), headers={"content-type": "image/png"}).json()
+    p = 1.0 / (1.0 + np.exp(-((pixels.astype(np.float32) / 255.0).mean(axis=(0, 1)) @ WEIGHTS)))
+    np.testing.assert_allclose([answer["probabilities"]["effusion"], answer["probabilities"]["nodule"]], p, atol=1e-4)
+    expected = [
+        label for label, q in sorted(zip(["effusion", "nodule"], p, strict=True), key=lambda x: -x[1]) if q >= 0.5
+    ]
+    assert answer["classes"]["present"] == expected
+    assert answer["label"] == (expected[0] if expected else "none")
+
+
+def test_the_keras_style_export_through_the_lambda_handler_and_the_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from medfn.lambda_handler import make_handler
+    from medfn.pipeline.analysis import analyse
+    from tests.onnx_builders import write_function
+    from tests.sources.test_http import Context, decoded_body, http_event
+
+    toml = """
+[preprocessing]
+layout = "NHWC"
+color = "RGB"
+size = [32, 32]
+scale = "byte"
+mean = [127.5]
+std = [127.5]
+resize = "nearest"
+
+[postprocessing]
+labels = ["cat", "dog"]
+activation = "softmax"
+"""
+    serve(
+        tmp_path / "model_store", "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, toml, "[-1, 32, 32, 3]"
+    )
+    folder = write_function(tmp_path / "functions", "keras_fn", "keras_like", "[triggers]\nuploads = true\n")
+    monkeypatch.setenv("MEDFN_MODEL_STORE", str(tmp_path / "model_store"))
+    handler = make_handler(str(folder / "handler.py"))
+    pixels = RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    x = pixels[1::2, 1::2].astype(np.float32) / 127.5 - 1.0
+    expected = softmax(x.mean(axis=(0, 1)) @ WEIGHTS + BIAS)
+    event = http_event("apigw_rest", "POST", "/v1/models/keras_like/predict", png(pixels), "image/png")
+    response = handler(event, Context())
+    assert response["statusCode"] == 200
+    assert_same(json.loads(decoded_body(response)), expected)
+    assert_same(analyse(handler.function.plane, "keras_like", png(pixels)).body, expected)  # the scan pipeline's step

@@ -49,7 +49,7 @@ class ImageSegmenter(ImageModel):
         post = self.config.postprocessing
         image: DecodedImage
         image, warnings = context
-        probabilities = outputs[post.get("output", self.config.outputs[0].name)][0, 0]
+        probabilities = self.first(outputs[post.get("output", self.config.outputs[0].name)])[0]
         # Upsample probabilities, not the mask, to the scan's own size: smoother edges.
         height, width = image.pixels.shape[:2]
         if probabilities.shape != (height, width):

@@ -45,14 +45,26 @@ class ImageModel(Model):
 
     media_types = IMAGE_MEDIA_TYPES
 
+    @property
+    def batched(self) -> bool:
+        """Whether the graph has a batch axis (model.toml max_batch_size > 0)."""
+        return self.config.max_batch_size > 0
+
+    def first(self, output: np.ndarray) -> np.ndarray:
+        """The one image's part of an output: row 0 of a batch, or all of an unbatched output."""
+        return output[0] if self.batched else output
+
     def task_problems(self) -> list[str]:
         """`[preprocessing]` against the image input, laid out [N, C, H, W]."""
         prep, spec = self.config.preprocessing, self.config.inputs[0]
         layout = prep.get("layout", "NCHW")
-        if len(spec.shape) != 4:
-            rank = len(spec.shape)
-            return [f"input {spec.name!r} must be [N, C, H, W] or [N, H, W, C] for an image task, not rank {rank}"]
-        channel_axis, height_axis, width_axis = (1, 2, 3) if layout == "NCHW" else (3, 1, 2)
+        batch = 1 if self.batched else 0  # a graph without a batch axis takes one image, [C, H, W] or [H, W, C]
+        if len(spec.shape) != 3 + batch:
+            shape = "[N, C, H, W] or [N, H, W, C]" if batch else "[C, H, W] or [H, W, C] (max_batch_size = 0)"
+            return [f"input {spec.name!r} must be {shape} for an image task, not rank {len(spec.shape)}"]
+        channel_axis, height_axis, width_axis = (
+            (batch, batch + 1, batch + 2) if layout == "NCHW" else (batch + 2, batch, batch + 1)
+        )
         problems = []
         size = prep.get("size")
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
@@ -108,7 +120,8 @@ class ImageModel(Model):
         normalised = (fitted - mean) / std  # per channel, the last axis
         if prep.get("layout", "NCHW") == "NCHW":
             normalised = normalised.transpose(2, 0, 1)
-        return normalised[np.newaxis].astype(np.float32, copy=False)
+        tensor = normalised[np.newaxis] if self.batched else normalised
+        return tensor.astype(np.float32, copy=False)
 
     def request_body(self) -> dict[str, Any] | None:
         binary = {"schema": {"type": "string", "format": "binary"}}

@@ -19,9 +19,14 @@ def classes(probabilities: np.ndarray, labels: list[str]) -> tuple[str, dict[str
 def activated(scores: np.ndarray, post: dict[str, Any]) -> tuple[str, dict[str, float]]:
     """One output row -> (label, probabilities), as `[postprocessing]` says the model ends:
     probabilities already, logits (softmax), or sigmoid scores; a single sigmoid score stands for
-    positive_label at or above threshold, and the other label below it."""
+    positive_label at or above threshold, and the other label below it. Multi-label models
+    (independent scores) are read by `present` instead."""
     labels = list(post["labels"])
     activation = post.get("activation", "none")
+    if post.get("multi_label", False):
+        by_label = independent(scores, post)
+        found = present(by_label, post)
+        return (found[0] if found else "none"), by_label
     if activation == "sigmoid" and scores.size == 1:
         p = float(1.0 / (1.0 + np.exp(-float(scores.ravel()[0]))))
         positive = str(post.get("positive_label", labels[-1]))
@@ -34,6 +39,19 @@ def activated(scores: np.ndarray, post: dict[str, Any]) -> tuple[str, dict[str, 
         sigmoid = 1.0 / (1.0 + np.exp(-scores))
         scores = sigmoid / sigmoid.sum()
     return classes(scores, labels)
+
+
+def independent(scores: np.ndarray, post: dict[str, Any]) -> dict[str, float]:
+    """A multi-label row: each label's own probability (they need not sum to 1), likeliest first."""
+    if post.get("activation", "none") == "sigmoid":
+        scores = 1.0 / (1.0 + np.exp(-scores))
+    order = np.argsort(-scores, kind="stable")
+    return {str(post["labels"][i]): float(scores[i]) for i in order}
+
+
+def present(by_label: dict[str, float], post: dict[str, Any]) -> list[str]:
+    """The labels of a multi-label row at or above the threshold, likeliest first."""
+    return [label for label, p in by_label.items() if p >= float(post.get("threshold", 0.5))]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -2,13 +2,15 @@
 
 One declaration serves three ends: a key no task knows is a load problem (never silently
 ignored), a value outside its choices is one too, and model_store/README.md's reference
-tables are generated from it (`python -m medfn.tasks.options`), so the docs cannot drift.
+tables are generated from it (`python -m medfn.tasks.options model_store/README.md`), so the
+docs cannot drift.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -53,7 +55,12 @@ CLASS_POSTPROCESSING: Options = {
         " per class, or a single score with positive_label and threshold)",
         ("none", "softmax", "sigmoid"),
     ),
-    "threshold": Option(0.5, "a single sigmoid score at or above it answers positive_label"),
+    "threshold": Option(0.5, "a single sigmoid score (or, multi-label, each label's) at or above it is positive"),
+    "multi_label": Option(
+        False,
+        "independent labels (several may hold): probabilities are each label's own, `label` the likeliest"
+        " present (or none), and the answer lists every present label",
+    ),
     "positive_label": Option(None, "the label a single score (or the answer's emphasis) stands for"),
 }
 
@@ -142,5 +149,16 @@ def reference() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    sys.stdout.write(reference())
+def write_reference(readme: Path) -> None:
+    """Replace the reference between the README's markers with the one these declarations give."""
+    begin, end = "<!-- settings reference: begin -->\n", "<!-- settings reference: end -->"
+    text = readme.read_text()
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + reference() + end + rest.split(end, 1)[1])
+
+
+if __name__ == "__main__":  # python -m medfn.tasks.options [model_store/README.md]: rewrite it, else print
+    if len(sys.argv) > 1:
+        write_reference(Path(sys.argv[1]))
+    else:
+        sys.stdout.write(reference())
