@@ -57,20 +57,37 @@ def pooled_linear(layout: str, size: int, softmax: bool) -> bytes:
     return model.SerializeToString()
 
 
-def serve(root: Path, name: str, versions: dict[int, bytes], toml: str, shape: str) -> TestClient:
-    folder = write_model_folder(root, name, versions, task="image_classification", extra_toml=toml)
-    text = (folder / "model.toml").read_text()
-    text = text.replace(
-        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', f'name = "image"\ndatatype = "FP32"\nshape = {shape}'
+Tensor = tuple[str, str, list[int]]  # name, datatype, shape
+
+
+def served(
+    root: Path, name: str, versions: dict[int, bytes], task: str, toml: str, inputs: list[Tensor],
+    outputs: list[Tensor], batch: int = 8,
+) -> TestClient:  # fmt: skip
+    """A model folder whose model.toml declares `inputs` and `outputs`, served by a fresh plane."""
+    folder = write_model_folder(root, name, versions, task=task, extra_toml=toml)
+    blocks = [
+        f'[[{kind}]]\nname = "{tensor}"\ndatatype = "{datatype}"\nshape = {shape}\n'
+        for kind, tensors in (("inputs", inputs), ("outputs", outputs))
+        for tensor, datatype, shape in tensors
+    ]
+    text = (folder / "model.toml").read_text().replace("max_batch_size = 8", f"max_batch_size = {batch}")
+    declared = (  # what write_model_folder declares for its affine graphs
+        '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 4]\n\n'
+        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1, 4]\n'
     )
-    text = text.replace(
-        'name = "y"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "scores"\ndatatype = "FP32"\nshape = [-1, 2]'
-    )
-    (folder / "model.toml").write_text(text)
+    assert declared in text
+    (folder / "model.toml").write_text(text.replace(declared, "\n".join(blocks)))
     plane = InferencePlane()
     plane.add(name, load_models(LocalStore(root), name))
     assert plane.get(name).ready, plane.get(name).reason
     return TestClient(create_app(plane, metrics_route=False))
+
+
+def serve(root: Path, name: str, versions: dict[int, bytes], toml: str, shape: list[int]) -> TestClient:
+    """An image classifier reading `image` and answering two `scores`."""
+    image, scores = ("image", "FP32", shape), ("scores", "FP32", [-1, 2])
+    return served(root, name, versions, "image_classification", toml, [image], [scores])
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -106,7 +123,7 @@ resize = "nearest"
 labels = ["cat", "dog"]
 activation = "softmax"
 """
-    client = serve(tmp_path, "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, toml, "[-1, 32, 32, 3]")
+    client = serve(tmp_path, "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, toml, [-1, 32, 32, 3])
     pixels = RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     answer = client.post("/v1/models/keras_like/predict", content=png(pixels), headers={"content-type": "image/png"})
     assert answer.status_code == 200, answer.text
@@ -129,7 +146,7 @@ std = {IMAGENET_STD}
 [postprocessing]
 labels = ["cat", "dog"]
 """
-    client = serve(tmp_path, "torch_like", {1: pooled_linear("NCHW", 16, softmax=True)}, toml, "[-1, 3, 16, 16]")
+    client = serve(tmp_path, "torch_like", {1: pooled_linear("NCHW", 16, softmax=True)}, toml, [-1, 3, 16, 16])
     pixels = RNG.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
     answer = client.post("/v1/models/torch_like/predict", content=png(pixels), headers={"content-type": "image/png"})
     assert answer.status_code == 200, answer.text
@@ -160,7 +177,7 @@ datatype = "FP32"
 shape = [-1, 32, 32, 3]
 """
     versions = {1: pooled_linear("NCHW", 16, softmax=False), 2: pooled_linear("NHWC", 32, softmax=False)}
-    client = serve(tmp_path, "two_exports", versions, toml, "[-1, 3, 16, 16]")
+    client = serve(tmp_path, "two_exports", versions, toml, [-1, 3, 16, 16])
     plane = client.app.state.plane  # type: ignore[attr-defined]
     pixels = RNG.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
     for version, shape in ((1, (1, 3, 16, 16)), (2, (1, 32, 32, 3))):
@@ -191,21 +208,10 @@ features = [{names}]
 labels = ["benign", "malignant"]
 output = "probabilities"
 """
-    folder = write_model_folder(tmp_path, "sk", {1: exported}, task="tabular_classification", extra_toml=toml)
-    text = (folder / "model.toml").read_text()
-    text = text.replace(
-        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "X"\ndatatype = "FP32"\nshape = [-1, 30]'
+    label, probabilities = ("label", "INT64", [-1]), ("probabilities", "FP32", [-1, 2])
+    client = served(
+        tmp_path, "sk", {1: exported}, "tabular_classification", toml, [("X", "FP32", [-1, 30])], [label, probabilities]
     )
-    text = text.replace(
-        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1, 4]',
-        '[[outputs]]\nname = "label"\ndatatype = "INT64"\nshape = [-1]\n\n'
-        '[[outputs]]\nname = "probabilities"\ndatatype = "FP32"\nshape = [-1, 2]',
-    )
-    (folder / "model.toml").write_text(text)
-    plane = InferencePlane()
-    plane.add("sk", load_models(LocalStore(tmp_path), "sk"))
-    assert plane.get("sk").ready, plane.get("sk").reason
-    client = TestClient(create_app(plane, metrics_route=False))
     records = [dict(zip(features, map(float, row), strict=True)) for row in x_test[:8]]
     answers = client.post("/v1/models/sk/predict", json={"records": records}).json()["records"]["predictions"]
     expected = pipeline.predict_proba(x_test[:8])
@@ -237,19 +243,10 @@ activation = "sigmoid"
 positive_label = "positive"
 threshold = {threshold}
 """
-    folder = write_model_folder(
-        tmp_path, "one", {1: model.SerializeToString()}, width=5, task="tabular_classification", extra_toml=toml
-    )
-    text = (
-        (folder / "model.toml")
-        .read_text()
-        .replace('name = "y"\ndatatype = "FP32"\nshape = [-1, 5]', 'name = "score"\ndatatype = "FP32"\nshape = [-1, 1]')
-    )
-    (folder / "model.toml").write_text(text)
-    plane = InferencePlane()
-    plane.add("one", load_models(LocalStore(tmp_path), "one"))
-    assert plane.get("one").ready, plane.get("one").reason
-    client = TestClient(create_app(plane, metrics_route=False))
+    client = served(
+        tmp_path, "one", {1: model.SerializeToString()}, "tabular_classification", toml,
+        [("x", "FP32", [-1, 5])], [("score", "FP32", [-1, 1])],
+    )  # fmt: skip
     for row in RNG.normal(size=(10, 5)):
         answer = client.post("/v1/models/one/predict", json=dict(zip("abcde", map(float, row), strict=True))).json()
         p = 1.0 / (1.0 + np.exp(-(row.astype(np.float32) @ weights)[0]))
@@ -275,24 +272,12 @@ features = [{names}]
 labels = ["benign", "malignant"]
 output = "output_probability"
 """
-    folder = write_model_folder(
-        tmp_path, "zipmap", {1: to_onnx(classifier, x_train[:1]).SerializeToString()}, task="tabular_classification",
-        extra_toml=toml,
+    label, probabilities = ("output_label", "INT64", [-1]), ("output_probability", "FP32", [-1, 2])
+    exported = to_onnx(classifier, x_train[:1]).SerializeToString()
+    client = served(
+        tmp_path, "zipmap", {1: exported}, "tabular_classification", toml, [("X", "FP32", [-1, 30])],
+        [label, probabilities],
     )  # fmt: skip
-    text = (folder / "model.toml").read_text()
-    text = text.replace(
-        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "X"\ndatatype = "FP32"\nshape = [-1, 30]'
-    )
-    text = text.replace(
-        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1, 4]',
-        '[[outputs]]\nname = "output_label"\ndatatype = "INT64"\nshape = [-1]\n\n'
-        '[[outputs]]\nname = "output_probability"\ndatatype = "FP32"\nshape = [-1, 2]',
-    )
-    (folder / "model.toml").write_text(text)
-    plane = InferencePlane()
-    plane.add("zipmap", load_models(LocalStore(tmp_path), "zipmap"))
-    assert plane.get("zipmap").ready, plane.get("zipmap").reason
-    client = TestClient(create_app(plane, metrics_route=False))
     for row, want in zip(x_test[:5], classifier.predict_proba(x_test[:5]), strict=True):
         answer = client.post("/v1/models/zipmap/predict", json=dict(zip(features, map(float, row), strict=True))).json()
         got = [answer["probabilities"]["benign"], answer["probabilities"]["malignant"]]
@@ -327,21 +312,10 @@ activation = "sigmoid"
 multi_label = true
 threshold = 0.5
 """
-    folder = write_model_folder(
-        tmp_path, "flat", {1: model.SerializeToString()}, task="image_classification", extra_toml=toml
-    )
-    text = (folder / "model.toml").read_text().replace("max_batch_size = 8", "max_batch_size = 0")
-    text = text.replace(
-        'name = "x"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "image"\ndatatype = "FP32"\nshape = [3, 16, 16]'
-    )
-    text = text.replace(
-        'name = "y"\ndatatype = "FP32"\nshape = [-1, 4]', 'name = "scores"\ndatatype = "FP32"\nshape = [2]'
-    )
-    (folder / "model.toml").write_text(text)
-    plane = InferencePlane()
-    plane.add("flat", load_models(LocalStore(tmp_path), "flat"))
-    assert plane.get("flat").ready, plane.get("flat").reason
-    client = TestClient(create_app(plane, metrics_route=False))
+    client = served(
+        tmp_path, "flat", {1: model.SerializeToString()}, "image_classification", toml,
+        [("image", "FP32", [3, 16, 16])], [("scores", "FP32", [2])], batch=0,
+    )  # fmt: skip
     pixels = RNG.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
     answer = client.post("/v1/models/flat/predict", content=png(pixels), headers={"content-type": "image/png"}).json()
     p = 1.0 / (1.0 + np.exp(-((pixels.astype(np.float32) / 255.0).mean(axis=(0, 1)) @ WEIGHTS)))
