@@ -33,6 +33,10 @@ FACES: dict[str, list[str]] = {
         "EmfMeter", "KeyGate", "Meter", "Metering", "MeteringMiddleware", "SqliteMeter", "UsageRecord",
         "lambda_cost", "local_metering", "read_usage",
     ],
+    "medfn.packaging": [
+        "REPO", "UNZIPPED_LIMIT", "ZIP_LIMIT", "Package", "build_package", "compile_bytecode", "elf_needed",
+        "find_python312", "stage",
+    ],
     "medfn.pipeline": [
         "Analysis", "Announced", "BatchSummary", "DynamoStatusTable", "FolderStorage", "FolderWatch",
         "ObjectRef", "PipelineSettings", "S3Storage", "ScanWorker", "SqliteStatusTable", "StatusRecord",

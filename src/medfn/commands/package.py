@@ -42,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     if over:
         print(f"over {' and '.join(over)}: leave out what the function never imports (PRUNED in "
-              'src/medfn/packaging.py), or set runtime = "container" in its function.toml')  # fmt: skip
+              'src/medfn/packaging/prune.py), or set runtime = "container" in its function.toml')  # fmt: skip
         return 1
     return 0

@@ -9,12 +9,13 @@ medfn cannot serve before anything is written. Every value it had to guess carri
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from medfn.tasks.draft_toml import TomlFile
 
 if TYPE_CHECKING:
     from medfn.serving.graph_reading import Graph, Tensor
@@ -22,53 +23,6 @@ if TYPE_CHECKING:
 _IMAGE_TASKS = ("image_classification", "image_segmentation")
 _GUESSED_BATCH = 32
 _NOTICE = "demonstration model, not for clinical use"
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON's escapes are TOML's basic-string escapes
-    return "[" + ", ".join(toml_value(v) for v in value) + "]"
-
-
-class TomlFile:
-    """A TOML file written line by line; every guess gets `# REVIEW: why` above its value."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lines: list[str] = []
-        self.reviews: list[str] = []
-        self.section = ""
-
-    def table(self, header: str, comment: str = "") -> None:
-        if self.lines:
-            self.lines.append("")
-        self.lines.append(header)
-        self.section = header.strip("[]")
-        if comment:
-            self.note(comment)
-
-    def note(self, text: str) -> None:
-        self.lines.append(f"# {text}")
-
-    def review(self, why: str, key: str = "") -> None:
-        self.lines.append(f"# REVIEW: {why}")
-        where = ".".join(part for part in (self.section, key) if part)
-        self.reviews.append(f"{where}: {why}")
-
-    def set(self, key: str, value: Any, review: str = "") -> None:
-        if review:
-            self.review(review, key)
-        line = f"{key} = {toml_value(value)}"
-        if len(line) > 100 and isinstance(value, list):  # one item a line, as model_store's own files
-            line = f"{key} = [\n" + "".join(f"    {toml_value(item)},\n" for item in value) + "]"
-        self.lines.append(line)
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
 
 
 @dataclass
