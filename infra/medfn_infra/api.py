@@ -2,22 +2,31 @@
 
 Each model's task route and Open Inference Protocol routes go to its function: the `live`
 alias of a Lambda function, or the GPU service over a VPC link; the catalog, uploads and
-server-level routes go to the platform function. Every route wants an API key except
-health. Tiers from infra/tiers.toml become usage plans.
+server-level routes go to the platform function. Every route but health wants an API key (the
+usage plan it counts against) and an authorizer: IAM (SigV4) by default, a Cognito user pool
+with MEDFN_AUTH=cognito, none with MEDFN_AUTH=api_key. The health routes want neither, so they
+reach no function that does real work: live is a mock integration, ready a small function of
+its own. The stage is throttled as a whole and per health route, and a WAFv2 web ACL with
+per-IP rate rules sits in front of it (MEDFN_WAF=0 removes it). Tiers from infra/tiers.toml
+become usage plans.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from aws_cdk import CfnOutput
+from aws_cdk import ArnFormat, CfnOutput, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from medfn_infra.acknowledgements import ack
+from medfn_infra.acknowledgements import IAM4, IAM5, REASONS, ack
 from medfn_infra.functions import log_group
 from medfn_infra.project import DeployedFunction, Project
+from medfn_infra.settings import Settings
 from medfn_infra.storage import Storage
 
 STAGE = "prod"
@@ -27,10 +36,17 @@ IntegrationFor = Callable[[str, str], apigw.Integration]
 # Bodies API Gateway passes to Lambda as base64 (scans, DICOM, tensors, multipart forms).
 BINARY_MEDIA_TYPES = ["image/png", "image/jpeg", "application/dicom", "multipart/form-data", "application/octet-stream"]
 PERIODS = {"DAY": apigw.Period.DAY, "WEEK": apigw.Period.WEEK, "MONTH": apigw.Period.MONTH}
+HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
+INVOKE_PATHS = ("/v1/*", "/v2", "/v2/*")  # what the customer invoke policy lets a principal call
+# Each health route, for everyone together: probes need a call every few seconds, not more.
+HEALTH_RATE_LIMIT, HEALTH_BURST_LIMIT = 10, 20
+WAF_WINDOW_S = 300  # a rate-based rule counts each IP's requests over 5 minutes
+WAF_HEALTH_LIMIT = 300  # health requests per IP per window: one a second
 # One JSON line per request; never bodies or headers, which may hold PHI.
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
     "apiKeyId": "$context.identity.apiKeyId",
+    "caller": "$context.identity.caller",
     "time": "$context.requestTimeEpoch",
     "method": "$context.httpMethod",
     "resource": "$context.resourcePath",
@@ -38,6 +54,7 @@ ACCESS_LOG_FIELDS = {
     "responseLength": "$context.responseLength",
     "latencyMs": "$context.responseLatency",
     "integrationLatencyMs": "$context.integrationLatency",
+    "waf": "$context.wafResponseCode",
     "error": "$context.error.messageString",
 }
 
@@ -49,10 +66,16 @@ class Api(Construct):
         construct_id: str,
         project: Project,
         storage: Storage,
+        settings: Settings,
         routes: dict[str, IntegrationFor],
         platform: lambda_.IFunction,
+        health: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.settings = settings
+        top = max(project.tiers.values(), key=lambda tier: tier.rate_limit)
+        self.rate_limit = settings.stage_rate_limit or top.rate_limit
+        self.burst_limit = settings.stage_burst_limit or top.burst_limit
         access_logs = log_group(self, "AccessLogs", storage)
         self.rest_api = apigw.RestApi(
             self,
@@ -73,8 +96,24 @@ class Api(Construct):
                 data_trace_enabled=False,  # full request logging would write scans and notes to logs
                 metrics_enabled=True,
                 tracing_enabled=True,
+                # the whole stage, every caller together: a ceiling under the account's limits
+                throttling_rate_limit=self.rate_limit,
+                throttling_burst_limit=self.burst_limit,
+                method_options={
+                    f"{path}/GET": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=HEALTH_RATE_LIMIT,
+                        throttling_burst_limit=HEALTH_BURST_LIMIT,
+                        logging_level=apigw.MethodLoggingLevel.ERROR,
+                        data_trace_enabled=False,
+                        metrics_enabled=True,
+                    )
+                    for path in HEALTH_PATHS
+                },
             ),
         )
+        self.authorizer = self._authorizer()
+        self.keyed: list[apigw.Method] = []  # every method but health: API key and authorizer
+        self.health: list[apigw.Method] = []
         self.validator = self.rest_api.add_request_validator(
             "Validator", validate_request_parameters=True, validate_request_body=True
         )
@@ -88,25 +127,62 @@ class Api(Construct):
                 properties={"inputs": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1)},
             ),
         )
-        self._platform_routes(_integration(platform))
+        self._platform_routes(_integration(platform), _integration(health))
         models = self.rest_api.root.get_resource("v1").get_resource("models")  # type: ignore[union-attr]
         v2_models = self.rest_api.root.get_resource("v2").add_resource("models")  # type: ignore[union-attr]
         for deployed in project.http_functions:
             self._model_routes(deployed, routes[deployed.name], models, v2_models)
         self._usage_plans(project)
+        # API Gateway names its execution log group itself and makes it on first use, with no
+        # retention or key: declared here first, the stage writes into ours
+        execution_logs = log_group(
+            self, "ExecutionLogs", storage, name=f"API-Gateway-Execution-Logs_{self.rest_api.rest_api_id}/{STAGE}"
+        )
+        self.rest_api.deployment_stage.node.add_dependency(execution_logs)
+        self.web_acl = self._firewall(storage, top.rate_limit) if settings.waf else None
+        self.invoke_policy = self._invoke_policy() if settings.auth == "iam" else None
         CfnOutput(self, "Url", value=self.rest_api.url, description="base URL: append v1/models")
 
-    def _platform_routes(self, integration: apigw.Integration) -> None:
+    def _authorizer(self) -> apigw.IAuthorizer | None:
+        if self.settings.auth != "cognito":
+            return None
+        pool = cognito.UserPool.from_user_pool_arn(self, "UserPool", self.settings.user_pool_arn)
+        return apigw.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[pool])
+
+    def _keyed(self, resource: apigw.IResource, http_method: str, integration: apigw.Integration, **options) -> None:  # type: ignore[no-untyped-def]
+        """A route customers pay for: an API key (its usage plan) and the deployment's authorizer."""
+        auth = {
+            "iam": {"authorization_type": apigw.AuthorizationType.IAM},
+            "cognito": {"authorization_type": apigw.AuthorizationType.COGNITO, "authorizer": self.authorizer},
+            "api_key": {"authorization_type": apigw.AuthorizationType.NONE},
+        }[self.settings.auth]
+        self.keyed.append(resource.add_method(http_method, integration, api_key_required=True, **auth, **options))
+
+    def _platform_routes(self, integration: apigw.Integration, ready: apigw.Integration) -> None:
         v1 = self.rest_api.root.add_resource("v1")
-        v1.add_resource("models").add_method("GET", integration, api_key_required=True)
-        v1.add_resource("uploads").add_method(
-            "POST", integration, api_key_required=True, **self._validated(content_type=True)
-        )
+        self._keyed(v1.add_resource("models"), "GET", integration)
+        self._keyed(v1.add_resource("uploads"), "POST", integration, **self._validated(content_type=True))
         v2 = self.rest_api.root.add_resource("v2")
-        v2.add_method("GET", integration, api_key_required=True)
+        self._keyed(v2, "GET", integration)
         health = v2.add_resource("health")
-        for probe in ("live", "ready"):  # load balancers and uptime checks carry no key
-            health.add_resource(probe).add_method("GET", integration, api_key_required=False)
+        # load balancers and uptime checks carry no key: live reaches nothing, ready its own function
+        live = apigw.MockIntegration(
+            request_templates={"application/json": '{"statusCode": 200}'},
+            passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+            integration_responses=[
+                apigw.IntegrationResponse(status_code="200", response_templates={"application/json": '{"live": true}'})
+            ],
+        )
+        for probe, target in (("live", live), ("ready", ready)):
+            self.health.append(
+                health.add_resource(probe).add_method(
+                    "GET",
+                    target,
+                    api_key_required=False,
+                    authorization_type=apigw.AuthorizationType.NONE,
+                    method_responses=[apigw.MethodResponse(status_code="200")] if probe == "live" else None,
+                )
+            )
 
     def _model_routes(
         self,
@@ -117,22 +193,18 @@ class Api(Construct):
     ) -> None:
         name = deployed.model.name
         predict = models.add_resource(name).add_resource("predict")
-        predict.add_method(
-            "POST", integration("POST", predict.path), api_key_required=True, **self._validated(content_type=True)
-        )
+        self._keyed(predict, "POST", integration("POST", predict.path), **self._validated(content_type=True))
         model = v2_models.add_resource(name)
         version = model.add_resource("versions").add_resource("{version}")
         for base, path_params in ((model, {}), (version, {"method.request.path.version": True})):
-            base.add_method("GET", integration("GET", base.path), api_key_required=True, **self._validated(path_params))
+            self._keyed(base, "GET", integration("GET", base.path), **self._validated(path_params))
             ready = base.add_resource("ready")
-            ready.add_method(
-                "GET", integration("GET", ready.path), api_key_required=True, **self._validated(path_params)
-            )
+            self._keyed(ready, "GET", integration("GET", ready.path), **self._validated(path_params))
             infer = base.add_resource("infer")
-            infer.add_method(
+            self._keyed(
+                infer,
                 "POST",
                 integration("POST", infer.path),
-                api_key_required=True,
                 request_models={"application/json": self.infer_model},
                 **self._validated(path_params, content_type=True),
             )
@@ -160,48 +232,126 @@ class Api(Construct):
                 description=f"usage plan of tier {tier.name}",
             )
 
+    def _invoke_policy(self) -> iam.ManagedPolicy:
+        """What a customer's IAM principal needs to call the API (docs/deploy.md, Customers)."""
+        policy = iam.ManagedPolicy(
+            self,
+            "InvokePolicy",
+            description="medfn: call the model routes of the prod stage (SigV4); an API key is needed too",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[
+                        self.rest_api.arn_for_execute_api("*", path, STAGE) for path in ("/v1/*", "/v2", "/v2/*")
+                    ],
+                )
+            ],
+        )
+        CfnOutput(self, "InvokePolicyArn", value=policy.managed_policy_arn, description="attach to a caller's role")
+        return policy
 
-def acknowledge_api(api: Api, http_backend: bool = False) -> None:
-    rest_api, stage = api.rest_api, api.rest_api.deployment_stage
-    for rule, reason in (
-        ("AwsSolutions-APIG4", ("callers are identified by API keys tied to usage plans (the pay-per-call "
-         "contract); deployments that also need end-user identity add an authorizer in front")),
-        ("AwsSolutions-COG4", ("no Cognito user pool: consumers are server-side integrations holding API keys, "
-         "not end users signing in")),
-    ):  # fmt: skip
-        ack(rest_api, rule, f"REST API methods: {reason}")
-    ack(
-        stage,
-        "AwsSolutions-APIG3",
-        "stage prod: WAF costs a monthly fee per web ACL and rule at rest; request size and rate are bounded by "
-        "usage-plan throttles, API Gateway's 10 MB cap and each function's max_body_bytes",
-    )
-    ack(
-        stage,
-        "HIPAA.Security-APIGWCacheEnabledAndEncrypted",
-        "stage prod: predictions are per request and may concern a patient; caching them would keep PHI outside "
-        "the encrypted stores and bill hourly at rest",
-    )
-    if http_backend:
-        ack(
-            stage,
-            "HIPAA.Security-APIGWSSLEnabled",
-            "stage prod: client certificates prove API Gateway's identity to public HTTP backends; the GPU services "
-            "have no public address and are reached only through the VPC link to an internal NLB, and the Lambda "
-            "backends are proxy integrations; clients use TLS",
+    def _firewall(self, storage: Storage, top_rate: int) -> wafv2.CfnWebACL:
+        """Per-IP rate rules: one for the unauthenticated health routes, one for everything.
+        The general limit is the top tier's steady rate over the window, so no customer within
+        their tier is blocked by it; a flood from one address is."""
+        per_ip = self.settings.waf_rate_limit or top_rate * WAF_WINDOW_S
+        name = f"{Stack.of(self).stack_name}-api"
+
+        def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=False
+            )
+
+        def rate_rule(rule: str, priority: int, limit: int, scope_down: dict | None = None) -> dict:  # type: ignore[type-arg]
+            statement: dict = {"limit": limit, "aggregateKeyType": "IP", "evaluationWindowSec": WAF_WINDOW_S}  # type: ignore[type-arg]
+            if scope_down:
+                statement["scopeDownStatement"] = scope_down
+            return {
+                "name": rule,
+                "priority": priority,
+                "action": {"block": {}},
+                "statement": {"rateBasedStatement": statement},
+                "visibilityConfig": visibility(rule),
+            }
+
+        health = {
+            "byteMatchStatement": {
+                "fieldToMatch": {"uriPath": {}},
+                "positionalConstraint": "CONTAINS",
+                "searchString": "/v2/health/",
+                "textTransformations": [{"priority": 0, "type": "LOWERCASE"}],
+            }
+        }
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            name=name,
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=visibility(name),
+            rules=[rate_rule("health-per-ip", 0, WAF_HEALTH_LIMIT, health), rate_rule("per-ip", 1, per_ip)],
         )
-    else:
-        ack(
-            stage,
-            "HIPAA.Security-APIGWSSLEnabled",
-            "stage prod: the backend is Lambda proxy integration inside AWS, not an HTTP endpoint, so there is no "
-            "backend to present a client certificate to; clients use TLS",
+        wafv2.CfnWebACLAssociation(
+            self, "WebAclAssociation", resource_arn=self.rest_api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn
         )
+        # what the web ACL blocked, and nothing else: every request is in the access log already
+        logs = log_group(self, "WafLogs", storage, name=f"aws-waf-logs-{name}")
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[
+                Stack.of(self).format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=logs.log_group_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            redacted_fields=[
+                {"singleHeader": {"Name": header}} for header in ("authorization", "x-api-key", "x-amz-security-token")
+            ],
+            logging_filter={
+                "DefaultBehavior": "DROP",
+                "Filters": [
+                    {
+                        "Behavior": "KEEP",
+                        "Requirement": "MEETS_ANY",
+                        "Conditions": [{"ActionCondition": {"Action": "BLOCK"}}],
+                    }
+                ],
+            },
+        )
+        return acl
+
+
+def acknowledge_api(api: Api) -> None:
+    rest_api, stage, settings = api.rest_api, api.rest_api.deployment_stage, api.settings
+    for method in api.health:
+        subject = f"method GET {method.resource.path}"
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            ack(method, rule, REASONS["health_open"], subject)
+    for method in api.keyed:
+        subject = f"method {method.http_method} {method.resource.path}"
+        if settings.auth == "iam":
+            ack(method, "AwsSolutions-COG4", REASONS["iam_not_cognito"], subject)
+        elif settings.auth == "api_key":
+            for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+                ack(method, rule, REASONS["api_key_only"], subject)
+    if api.invoke_policy is not None:
+        api_id = Stack.of(rest_api).get_logical_id(rest_api.node.default_child)  # type: ignore[arg-type]
+        for path in INVOKE_PATHS:
+            arn = f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{api_id}>/{STAGE}/*{path}"
+            ack(api.invoke_policy, f"{IAM5}[Resource::{arn}]", REASONS["invoke_policy"], "the customer invoke policy")
+    if api.web_acl is None:
+        ack(stage, "AwsSolutions-APIG3", REASONS["no_waf"], "stage prod")
+    ack(stage, "HIPAA.Security-APIGWCacheEnabledAndEncrypted", REASONS["no_cache"], "stage prod")
+    ack(stage, "HIPAA.Security-APIGWSSLEnabled", REASONS["lambda_backend_tls"], "stage prod")
     ack(
-        api.rest_api.node.find_child("CloudWatchRole"),
-        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:"
-        "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-        "API Gateway's account-level logging role uses the AWS-maintained policy made for exactly this purpose",
+        rest_api.node.find_child("CloudWatchRole"),
+        f"{IAM4}[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+        REASONS["apigw_logs_role"],
+        "API Gateway's account-level logging role",
     )
 
 

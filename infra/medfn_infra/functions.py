@@ -1,6 +1,7 @@
 """One Lambda per discovered function, with everything a HIPAA review asks of it.
 
-Each gets its own role (read only its model's prefix), its own KMS-encrypted log group,
+Each gets its own role (read only its model's prefix, decrypt with the model key only
+through S3), its own KMS-encrypted log group,
 a dead-letter queue for failed asynchronous invocations, X-Ray tracing, reserved
 concurrency, and a published version with SnapStart behind the `live` alias. SnapStart for
 Python supports arm64 and x86_64 alike (the arm64 exclusion of its Java launch is gone from
@@ -20,21 +21,13 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct
 
-from medfn_infra.acknowledgements import (
-    INLINE_POLICY,
-    NO_VPC,
-    PYTHON_312,
-    XRAY,
-    ack,
-    acknowledge_prefix,
-)
+from medfn_infra.acknowledgements import IAM5, INLINE, REASONS, ack, acknowledge_prefix
 from medfn_infra.project import DeployedFunction
-from medfn_infra.storage import Storage
+from medfn_infra.storage import LOG_RETENTION, Storage, grant_key
 
 ALIAS = "live"
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # the interpreter `medfn package` builds wheels for
 DEFAULT_RESERVED_CONCURRENCY = 5  # when function.toml sets none: caps spend and protects the account
-LOG_RETENTION = logs.RetentionDays.ONE_YEAR
 
 
 @dataclass
@@ -42,7 +35,10 @@ class FunctionParts:
     function: lambda_.Function
     alias: lambda_.Alias
     role: iam.Role
-    dead_letters: sqs.Queue
+    dead_letters: sqs.Queue  # failed asynchronous invocations
+    timeout_s: int
+    upload_queue: sqs.Queue | None = None  # set by pipeline.connect_uploads
+    upload_dead_letters: sqs.Queue | None = None
 
 
 def secure_queue(scope: Construct, construct_id: str, storage: Storage, **kwargs) -> sqs.Queue:  # type: ignore[no-untyped-def]
@@ -57,8 +53,11 @@ def secure_queue(scope: Construct, construct_id: str, storage: Storage, **kwargs
     )
 
 
-def log_group(scope: Construct, construct_id: str, storage: Storage) -> logs.LogGroup:
-    return logs.LogGroup(scope, construct_id, encryption_key=storage.key, retention=LOG_RETENTION)
+def log_group(scope: Construct, construct_id: str, storage: Storage, name: str | None = None) -> logs.LogGroup:
+    """Every log group: encrypted with the data key, kept for RETENTION["logs"] days."""
+    return logs.LogGroup(
+        scope, construct_id, encryption_key=storage.data_key, retention=LOG_RETENTION, log_group_name=name
+    )
 
 
 def lambda_function(
@@ -99,9 +98,11 @@ def lambda_function(
         description=description[:256],
         snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
     )
-    storage.key.grant_decrypt(role)
+    # Lambda sends failed asynchronous events to the dead-letter queue with this role, and SQS
+    # encrypts them with the queue key (sqs:SendMessage itself: Function adds it)
+    grant_key(role, storage.queue_key, ["kms:GenerateDataKey", "kms:Decrypt"], via="sqs")
     alias = lambda_.Alias(scope, f"{construct_id}Live", alias_name=ALIAS, version=function.current_version)
-    return FunctionParts(function, alias, role, dead_letters)
+    return FunctionParts(function, alias, role, dead_letters, timeout_s)
 
 
 def model_function(
@@ -146,11 +147,13 @@ def model_function(
 
 
 def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
-    """GetObject under the prefix and ListBucket limited to it: nothing of other models."""
+    """GetObject under the prefix and ListBucket limited to it: nothing of other models; the
+    model key only as S3 decrypts those objects (medfn.serving.store.S3Store)."""
     role.add_to_policy(
         iam.PolicyStatement(actions=["s3:GetObject"], resources=[storage.models.arn_for_objects(f"{prefix}/*")])
     )
-    acknowledge_prefix(role, storage.models, f"{prefix}/*", "the function reads the objects of its own model only")
+    acknowledge_prefix(role, storage.models, f"{prefix}/*", REASONS["own_model"], f"role of {role.node.id}")
+    grant_key(role, storage.model_key, ["kms:Decrypt"], via="s3")
     role.add_to_policy(
         iam.PolicyStatement(
             actions=["s3:ListBucket"],
@@ -161,10 +164,10 @@ def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
 
 
 def acknowledge_function(name: str, parts: FunctionParts) -> None:
-    ack(parts.function, "HIPAA.Security-LambdaInsideVPC", f"function {name} {NO_VPC}")
-    ack(parts.function, "AwsSolutions-L1", f"function {name} is {PYTHON_312}")
-    ack(parts.role, "HIPAA.Security-IAMNoInlinePolicy", f"role of function {name}: {INLINE_POLICY}")
-    ack(parts.role, "AwsSolutions-IAM5[Resource::*]", f"role of function {name}: {XRAY}")
+    ack(parts.function, "HIPAA.Security-LambdaInsideVPC", REASONS["no_vpc"], f"function {name}")
+    ack(parts.function, "AwsSolutions-L1", REASONS["python_312"], f"function {name}")
+    ack(parts.role, INLINE, REASONS["inline_policy"], f"role of function {name}")
+    ack(parts.role, f"{IAM5}[Resource::*]", REASONS["xray"], f"role of function {name}")
 
 
 def catalog_json(functions: list[DeployedFunction]) -> str:

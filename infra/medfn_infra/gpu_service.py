@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, IgnoreMode, Stack
+from aws_cdk import Aws, Duration, IgnoreMode, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
@@ -26,18 +26,22 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from medfn_infra.acknowledgements import INLINE_POLICY, ack
+from medfn_infra.acknowledgements import IAM5, INLINE, REASONS, ack
 from medfn_infra.api import IntegrationFor
 from medfn_infra.functions import log_group, read_model_prefix
 from medfn_infra.project import DeployedFunction
+from medfn_infra.settings import Settings
 from medfn_infra.storage import MODEL_PREFIX, Storage
 
-# A literal range, not a token: security-group rules and their checks need the CIDR at synth.
+# The VPC's range (no security group rule names it: the groups reference each other).
 VPC_CIDR = "10.80.0.0/16"
 INSTANCE_TYPE = "g6.xlarge"  # 1 NVIDIA L4 (24 GB), 4 vCPUs, 16 GiB: cheaper per hour than g5.xlarge (A10G)
 CONTAINER_PORT = 8080  # `medfn serve --port` in containers/gpu.Dockerfile
 FIRST_LISTENER_PORT = 8001  # one NLB port per GPU function, in discovery (name) order
-READY_PATH = "/v2/health/ready"  # 503 until the model is loaded and verified
+READY_PATH = "/v2/health/ready"
+NLB_LOG_PREFIX = (
+    "gpu-nlb"  # under the access-log bucket, with TLS listeners  # 503 until the model is loaded and verified
+)
 ROOT_VOLUME_GIB = 60  # the CUDA and cuDNN layers alone are several GB; the AMI's 30 GiB is tight
 # API Gateway's default integration timeout; longer waits need a quota increase per account.
 MAX_INTEGRATION_TIMEOUT_S = 29
@@ -62,18 +66,52 @@ class GpuFunction:
 
 class GpuService(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, functions: list[DeployedFunction], storage: Storage
+        self,
+        scope: Construct,
+        construct_id: str,
+        functions: list[DeployedFunction],
+        storage: Storage,
+        settings: Settings,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.settings = settings
         self.vpc = self._vpc(storage)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        # Container Insights makes this group on first use, unencrypted and with its own retention:
+        # declared first, it writes into ours
+        self.insights_logs = log_group(
+            self, "InsightsLogs", storage, name=f"/aws/ecs/containerinsights/{self.cluster.cluster_name}/performance"
+        )
         self.hosts = self._hosts(len(functions))
+        self.hosts.node.add_dependency(self.insights_logs)
         # managed scaling starts an instance for each task waiting for a GPU, and stops idle ones
         self.capacity = ecs.AsgCapacityProvider(self, "Capacity", auto_scaling_group=self.hosts)
         self.cluster.add_asg_capacity_provider(self.capacity)
-        self.balancer = elbv2.NetworkLoadBalancer(
-            self, "Balancer", vpc=self.vpc, internet_facing=False, vpc_subnets=PRIVATE_SUBNETS, cross_zone_enabled=True
+        self._drop_agent_log_grant()
+        # The NLB's group has no inbound rule, and PrivateLink traffic (API Gateway's VPC link) is
+        # exempt from inbound rules: the VPC link is the only way in. Its outbound rules are the
+        # tasks' ports alone. (An NLB takes security groups only when created with them: hence a new
+        # construct id, which replaces an NLB deployed before it had one, and its VPC link.)
+        self.balancer_security = ec2.SecurityGroup(
+            self,
+            "BalancerSecurity",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="GPU NLB: in only through the VPC link, out only to the GPU tasks",
         )
+        self.balancer = elbv2.NetworkLoadBalancer(
+            self,
+            "PrivateBalancer",
+            vpc=self.vpc,
+            internet_facing=False,
+            vpc_subnets=PRIVATE_SUBNETS,
+            cross_zone_enabled=True,
+            security_groups=[self.balancer_security],
+            enforce_security_group_inbound_rules_on_private_link_traffic=False,
+        )
+        self.tls = bool(settings.gpu_certificate_arn)
+        if self.tls:  # NLBs write access logs for TLS listeners only
+            self._log_access(storage)
         self.vpc_link = apigw.VpcLink(
             self, "VpcLink", targets=[self.balancer], description="medfn REST API -> GPU services"
         )
@@ -104,7 +142,64 @@ class GpuService(Construct):
             },
         )
 
+    def _log_access(self, storage: Storage) -> None:
+        """NLB access logs to the access-log bucket, delivered by CloudWatch's log delivery
+        (aws-cdk-lib's log_access_logs wants a concrete region at synth; this stack has none)."""
+        bucket, prefix = storage.access_logs, NLB_LOG_PREFIX
+        delivery = iam.ServicePrincipal("delivery.logs.amazonaws.com")
+        source = {
+            "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:*"},
+        }
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[delivery],
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{prefix}/AWSLogs/{Aws.ACCOUNT_ID}/*")],
+                conditions={
+                    **source,
+                    "StringEquals": {**source["StringEquals"], "s3:x-amz-acl": "bucket-owner-full-control"},
+                },
+            )
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[delivery], actions=["s3:GetBucketAcl"], resources=[bucket.bucket_arn], conditions=source
+            )
+        )
+        for key, value in (("enabled", "true"), ("bucket", bucket.bucket_name), ("prefix", prefix)):
+            self.balancer.set_attribute(f"access_logs.s3.{key}", value)
+        assert bucket.policy is not None
+        self.balancer.node.add_dependency(bucket.policy)
+
+    def _drop_agent_log_grant(self) -> None:
+        """aws-cdk-lib gives every ECS host logs:CreateLogStream and logs:PutLogEvents on "*",
+        for agents that ship their own logs; ours keep theirs on the host, and containers log
+        with their execution role (awslogs), so the hosts lose that grant."""
+        policy = self.host_role.node.find_child("DefaultPolicy")
+        document = Stack.of(self).resolve(policy.document)  # type: ignore[attr-defined]
+        statements = []
+        for statement in document["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            kept = [a for a in actions if not a.startswith("logs:")]
+            if kept:
+                statements.append({**statement, "Action": kept if len(kept) > 1 else kept[0]})
+        policy.node.default_child.add_property_override(  # type: ignore[union-attr]
+            "PolicyDocument", {**document, "Statement": statements}
+        )
+
+    def _host_security(self) -> ec2.SecurityGroup:
+        """No inbound; out only on 443: ECS, ECR and CloudWatch APIs through the NAT gateway, S3
+        (image layers) through its gateway endpoint. DNS, NTP and instance metadata are
+        link-local services that security groups do not filter."""
+        security = ec2.SecurityGroup(
+            self, "HostSecurity", vpc=self.vpc, allow_all_outbound=False, description="GPU hosts: no inbound"
+        )
+        security.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs over TLS")
+        return security
+
     def _hosts(self, function_count: int) -> autoscaling.AutoScalingGroup:
+        self.host_role = iam.Role(self, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
         user_data = ec2.UserData.for_linux()
         # tasks get credentials from their task role only, never from the instance's metadata
         user_data.add_commands("echo ECS_AWSVPC_BLOCK_IMDS=true >> /etc/ecs/ecs.config")
@@ -117,9 +212,9 @@ class GpuService(Construct):
             machine_image=ecs.EcsOptimizedImage.amazon_linux2023(
                 ecs.AmiHardwareType.GPU
             ),  # NVIDIA driver, container toolkit
-            role=iam.Role(self, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com")),
+            role=self.host_role,
             user_data=user_data,
-            security_group=ec2.SecurityGroup(self, "HostSecurity", vpc=self.vpc, description="GPU hosts: no inbound"),
+            security_group=self._host_security(),
             require_imdsv2=True,
             detailed_monitoring=True,
             block_devices=[
@@ -148,7 +243,6 @@ class GpuService(Construct):
         scope = Construct(self, _construct_id(name))
         task_role = iam.Role(scope, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
         read_model_prefix(task_role, storage, storage.model_prefix(config.model))
-        storage.key.grant_decrypt(task_role)
         task = ecs.Ec2TaskDefinition(scope, "Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role)
         task.add_container(
             "Server",
@@ -176,9 +270,19 @@ class GpuService(Construct):
                 start_period=Duration.minutes(3),
             ),
         )
-        security = ec2.SecurityGroup(scope, "Security", vpc=self.vpc, description=f"GPU service {name}: the NLB only")
-        # an NLB without security groups forwards from its own addresses inside the VPC
-        security.add_ingress_rule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(CONTAINER_PORT), "from the internal NLB")
+        security = ec2.SecurityGroup(
+            scope,
+            "Security",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description=f"GPU service {name}: in from the NLB only, out to S3 only",
+        )
+        # in: the NLB's group (its forwarded requests and health checks), nothing else
+        security.connections.allow_from(self.balancer_security, ec2.Port.tcp(CONTAINER_PORT), "from the internal NLB")
+        # out: the model bucket over TLS. With S3's managed prefix list (MEDFN_GPU_S3_PREFIX_LIST,
+        # `aws ec2 describe-managed-prefix-lists`) that is S3 alone; without it, port 443 anywhere.
+        s3 = ec2.Peer.prefix_list(self.settings.gpu_s3_prefix_list) if self.settings.gpu_s3_prefix_list else None
+        security.add_egress_rule(s3 or ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "the model bucket (S3) over TLS")
         service = ecs.Ec2Service(
             scope,
             "Service",
@@ -196,9 +300,18 @@ class GpuService(Construct):
             health_check_grace_period=Duration.minutes(5),  # a first pull of the CUDA image takes minutes
         )
         service.node.add_dependency(storage.model_deployment)  # the model must be in the bucket first
-        listener = self.balancer.add_listener(
-            f"{_construct_id(name)}Listener", port=listener_port, protocol=elbv2.Protocol.TCP
+        service.node.add_dependency(self.insights_logs)
+        tls = (
+            {
+                "protocol": elbv2.Protocol.TLS,
+                "certificates": [elbv2.ListenerCertificate.from_arn(self.settings.gpu_certificate_arn)],
+                "ssl_policy": elbv2.SslPolicy.RECOMMENDED_TLS,
+            }
+            if self.tls
+            else {"protocol": elbv2.Protocol.TCP}
         )
+        # TLS ends at the NLB: from there to the task it is TCP inside the private subnets
+        listener = self.balancer.add_listener(f"{_construct_id(name)}Listener", port=listener_port, **tls)
         listener.add_targets(
             f"{_construct_id(name)}Targets",
             port=CONTAINER_PORT,
@@ -215,6 +328,11 @@ class GpuService(Construct):
     def integration_for(self, name: str) -> IntegrationFor:
         """(method, route path) -> an HTTP proxy integration to that route on the function's port."""
         port, timeout_s = self.functions[name].listener_port, self.functions[name].deployed.config.timeout_s
+        # over the VPC link the host is not looked up: it is the Host header and, with TLS, the
+        # name API Gateway checks the NLB's certificate against
+        scheme, host = (
+            ("https", self.settings.gpu_domain) if self.tls else ("http", self.balancer.load_balancer_dns_name)
+        )
 
         def integration(method: str, path: str) -> apigw.Integration:
             # the container serves the REST API's own paths, so each route forwards to itself
@@ -222,7 +340,7 @@ class GpuService(Construct):
             return apigw.Integration(
                 type=apigw.IntegrationType.HTTP_PROXY,
                 integration_http_method=method,
-                uri=f"http://{self.balancer.load_balancer_dns_name}:{port}{path}",
+                uri=f"{scheme}://{host}:{port}{path}",
                 options=apigw.IntegrationOptions(
                     connection_type=apigw.ConnectionType.VPC_LINK,
                     vpc_link=self.vpc_link,
@@ -236,77 +354,51 @@ class GpuService(Construct):
 
 def acknowledge_gpu_service(gpu: GpuService) -> None:
     balancer = gpu.balancer
-    ack(
-        balancer,
-        "AwsSolutions-ELB2",
-        "the GPU services' internal NLB: NLBs write access logs for TLS listeners only, and its TCP listeners are "
-        "reached only through the VPC link; API Gateway's access log records every request",
-    )
-    ack(
-        balancer,
-        "HIPAA.Security-ELBLoggingEnabled",
-        "the GPU services' internal NLB: access logs exist only for TLS listeners; each request is logged by "
-        "API Gateway's access log before it crosses the VPC link",
-    )
+    if not gpu.tls:
+        for rule in ("AwsSolutions-ELB2", "HIPAA.Security-ELBLoggingEnabled"):
+            ack(balancer, rule, REASONS["nlb_logs_tcp"], "the GPU services' internal NLB")
     ack(
         balancer,
         "HIPAA.Security-ELBDeletionProtectionEnabled",
-        "the GPU services' internal NLB holds no data and is recreated by the stack; deletion protection would "
-        "make `cdk destroy` fail until it is lifted by hand",
+        REASONS["nlb_no_deletion_protection"],
+        "the GPU services' internal NLB",
     )
     for name, function in gpu.functions.items():
+        if not gpu.tls:
+            ack(
+                function.listener,
+                "HIPAA.Security-ELBv2ACMCertificateRequired",
+                REASONS["nlb_tcp_listener"],
+                f"NLB listener of {name}",
+            )
+    ack(gpu.hosts, "AwsSolutions-AS3", REASONS["asg_notifications"], "the GPU hosts' Auto Scaling group")
+    for subnet in gpu.vpc.public_subnets:
         ack(
-            function.listener,
-            "HIPAA.Security-ELBv2ACMCertificateRequired",
-            f"NLB listener of {name}: TCP inside a private VPC, reached only through API Gateway's VPC link; "
-            "a TLS listener needs an ACM certificate for a domain this project does not own "
-            "(docs/gpu.md says how to add one)",
-        )
-    ack(
-        gpu.hosts,
-        "AwsSolutions-AS3",
-        "the GPU hosts' Auto Scaling group is driven by the ECS capacity provider, whose scaling shows in the "
-        "cluster's events and Container Insights; an SNS topic would have no subscriber",
-    )
-    for route in gpu.vpc.public_subnets:
-        ack(
-            route.node.find_child("DefaultRoute"),
+            subnet.node.find_child("DefaultRoute"),
             "HIPAA.Security-VPCNoUnrestrictedRouteToIGW",
-            f"public subnet {route.node.id} of the GPU VPC holds only the NAT gateway, which needs the internet "
-            "gateway route; "
-            "hosts and tasks are in private subnets with no public addresses",
+            REASONS["nat_subnet"],
+            f"public subnet {subnet.node.id} of the GPU VPC",
         )
     flow_logs_role = gpu.vpc.node.find_child("FlowLogs").node.find_child("IAMRole")
-    ack(flow_logs_role, "HIPAA.Security-IAMNoInlinePolicy", f"the VPC flow logs' role: {INLINE_POLICY}")
+    ack(flow_logs_role, INLINE, REASONS["inline_policy"], "the VPC flow logs' role")
     host_role = gpu.node.find_child("HostRole")
-    ack(host_role, "HIPAA.Security-IAMNoInlinePolicy", f"role of the GPU hosts: {INLINE_POLICY}")
-    for rule in ("AwsSolutions-IAM5[Resource::*]", "AwsSolutions-IAM5[Action::ecs:Submit*]"):
-        ack(
-            host_role,
-            rule,
-            "role of the GPU hosts: the ECS agent's own grants as aws-cdk-lib scopes them (register with this "
-            "cluster, poll for tasks, submit state changes); discovery and telemetry calls take no resource",
-        )
+    ack(host_role, INLINE, REASONS["inline_policy"], "role of the GPU hosts")
+    for rule in (f"{IAM5}[Resource::*]", f"{IAM5}[Action::ecs:Submit*]"):
+        ack(host_role, rule, REASONS["ecs_agent"], "role of the GPU hosts")
     for name, function in gpu.functions.items():
-        ack(
-            function.task_role, "HIPAA.Security-IAMNoInlinePolicy", f"task role of GPU function {name}: {INLINE_POLICY}"
-        )
-        ack(
-            function.execution_role,
-            "HIPAA.Security-IAMNoInlinePolicy",
-            f"execution role of GPU function {name}: {INLINE_POLICY}",
-        )
+        ack(function.task_role, INLINE, REASONS["inline_policy"], f"task role of GPU function {name}")
+        ack(function.execution_role, INLINE, REASONS["inline_policy"], f"execution role of GPU function {name}")
         ack(
             function.execution_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            f"execution role of GPU function {name}: ecr:GetAuthorizationToken takes no resource-level "
-            "permissions; image pulls are limited to its repository",
+            f"{IAM5}[Resource::*]",
+            REASONS["ecr_token"],
+            f"execution role of GPU function {name}",
         )
         ack(
             function.service.task_definition,
             "AwsSolutions-ECS2",
-            f"task of GPU function {name}: its environment is the model bucket URL, model version and sha256, "
-            "the region and a CUDA switch; none is a secret",
+            REASONS["task_environment"],
+            f"task of GPU function {name}",
         )
 
 

@@ -1,32 +1,60 @@
-"""Where data rests: one KMS key, the model, upload and results buckets, the status table.
+"""Where data rests: the KMS keys, the model, upload and results buckets, the status table.
 
-Every bucket is KMS-encrypted (with S3 Bucket Keys, so KMS is called per bucket-key, not per
-object), versioned, TLS-only, closed to the public, and logs access to a log bucket.
+Three keys, so that a role's decrypt right says what it may read: the model key (the model
+bucket: nothing in it concerns a patient), the data key (uploads, results, the status table,
+its backups and every log group: anything that may concern a patient), and the queue key
+(SQS messages and the alarm topic, which S3, SQS and CloudWatch must be allowed to use, each
+on conditions naming this account and the source). Every bucket is KMS-encrypted (with S3
+Bucket Keys, so KMS is called per bucket-key, not per object), versioned, TLS-only, closed to
+the public, and logs access to a log bucket. How long each thing is kept: `RETENTION`, the
+one table docs/deploy.md quotes.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from medfn_infra.acknowledgements import ack
+from medfn_infra.acknowledgements import IAM4, IAM5, INLINE, REASONS, ack
 from medfn_infra.project import Project
+from medfn_infra.settings import Settings
 
 MODEL_PREFIX = "models"  # model_store/<model>/... lands at s3://<model bucket>/models/<model>/...
+# How long each kind of data is kept, in days (0: until deleted). The reasons: docs/deploy.md.
+RETENTION = {
+    "uploads": 30,  # scans may hold PHI: only as long as the pipeline and a redrive need them
+    "uploads_noncurrent": 1,  # a quarantined original released, or an upload overwritten
+    "results_noncurrent": 90,  # an overwritten or deleted result can be restored for a quarter
+    "models_noncurrent": 30,  # the previous model files, to roll back a bad deploy by hand
+    "access_logs": 365,
+    "access_logs_noncurrent": 30,
+    "logs": 365,  # every CloudWatch log group
+    "table_backups": 35,  # daily AWS Backup copies of the status table (point-in-time recovery: 35 too)
+}
+LOG_RETENTION = logs.RetentionDays.ONE_YEAR  # = RETENTION["logs"]
+# What the model bucket's policy denies to every principal but the deploy-time copy.
+MODEL_WRITES = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject"]
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, project: Project) -> None:
+    def __init__(self, scope: Construct, construct_id: str, project: Project, settings: Settings) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="medfn: buckets, table, logs")
+        # "Key" was the only data key before models got their own: its id keeps the existing key
+        self.data_key = kms.Key(
+            self, "Key", enable_key_rotation=True, description="medfn: patient data (uploads, results, table, logs)"
+        )
+        self.model_key = kms.Key(self, "ModelKey", enable_key_rotation=True, description="medfn: model artifacts")
         # Queues get their own key: S3 must be allowed to use the key of the queue it notifies,
         # for the upload bucket only, and that grant on the bucket's own key would be circular.
-        self.queue_key = kms.Key(self, "QueueKey", enable_key_rotation=True, description="medfn: queues")
+        self.queue_key = kms.Key(self, "QueueKey", enable_key_rotation=True, description="medfn: queues and alarms")
         self._let_cloudwatch_logs_use_key()
         # Server access logs may only go to an SSE-S3 bucket (S3 cannot write them with KMS).
         self.access_logs = s3.Bucket(
@@ -38,14 +66,23 @@ class Storage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[
-                s3.LifecycleRule(expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(30))
+                s3.LifecycleRule(
+                    expiration=_days("access_logs"), noncurrent_version_expiration=_days("access_logs_noncurrent")
+                )
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.models = self._bucket("Models", "models/")
-        # Scans may hold PHI: keep uploads only as long as the pipeline needs them.
-        self.uploads = self._bucket("Uploads", "uploads/", expire_days=30)
-        self.results = self._bucket("Results", "results/")
+        self.models = self._bucket("Models", "models/", self.model_key, noncurrent="models_noncurrent")
+        self.uploads = self._bucket(
+            "Uploads", "uploads/", self.data_key, noncurrent="uploads_noncurrent", expire_days=RETENTION["uploads"]
+        )
+        self.results = self._bucket(
+            "Results",
+            "results/",
+            self.data_key,
+            noncurrent="results_noncurrent",
+            expire_days=settings.results_retention_days or None,
+        )
         self.status_table = dynamodb.Table(
             self,
             "StatusTable",
@@ -54,12 +91,17 @@ class Storage(Construct):
             sort_key=dynamodb.Attribute(name="object_version", type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,  # nothing at rest but storage
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
+            encryption_key=self.data_key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
             deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.backup_plan = self._back_up_table()
+        # the deploy-time copy logs to a group of ours: retention and encryption like every other
+        self.model_deployment_logs = logs.LogGroup(
+            self, "ModelStoreLogs", encryption_key=self.data_key, retention=LOG_RETENTION
         )
         self.model_deployment = s3deploy.BucketDeployment(
             self,
@@ -70,17 +112,32 @@ class Storage(Construct):
             destination_bucket=self.models,
             destination_key_prefix=MODEL_PREFIX,
             memory_limit=1024,  # model files are megabytes; the default 128 MiB copies them slowly
+            log_group=self.model_deployment_logs,
+            # named, not left to the bucket default: a stack deployed when models shared the data
+            # key sees these settings change, and the copy re-encrypts every model with the model key
+            server_side_encryption=s3deploy.ServerSideEncryption.AWS_KMS,
+            server_side_encryption_aws_kms_key_id=self.model_key.key_id,
         )
+        self._only_the_deployment_writes_models()
 
-    def _bucket(self, construct_id: str, log_prefix: str, expire_days: int | None = None) -> s3.Bucket:
-        rules = [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))]
+    def _bucket(
+        self, construct_id: str, log_prefix: str, key: kms.IKey, *, noncurrent: str, expire_days: int | None = None
+    ) -> s3.Bucket:
+        rules = [
+            s3.LifecycleRule(
+                id="noncurrent",
+                noncurrent_version_expiration=_days(noncurrent),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            ),
+            s3.LifecycleRule(id="delete-markers", expired_object_delete_marker=True),
+        ]
         if expire_days:
-            rules.append(s3.LifecycleRule(expiration=Duration.days(expire_days)))
+            rules.append(s3.LifecycleRule(id="expire", expiration=Duration.days(expire_days)))
         return s3.Bucket(
             self,
             construct_id,
             encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
+            encryption_key=key,
             bucket_key_enabled=True,
             enforce_ssl=True,
             versioned=True,
@@ -91,10 +148,46 @@ class Storage(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
+    def _only_the_deployment_writes_models(self) -> None:
+        """Functions verify a model against the sha256 in their environment; the bucket, for its
+        part, takes writes from the deploy-time copy alone, whoever else holds s3:PutObject."""
+        writer = self.model_deployment.handler_role
+        self.models.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheModelDeploymentWrites",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=MODEL_WRITES,
+                resources=[self.models.arn_for_objects("*")],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": writer.role_arn}},
+            )
+        )
+
+    def _back_up_table(self) -> backup.BackupPlan:
+        """Daily AWS Backup copies beside point-in-time recovery: a copy outside the table's own
+        lifecycle, which survives a table deleted by mistake (PITR does not)."""
+        vault = backup.BackupVault(
+            self, "BackupVault", encryption_key=self.data_key, removal_policy=RemovalPolicy.RETAIN
+        )
+        plan = backup.BackupPlan(
+            self,
+            "Backup",
+            backup_vault=vault,
+            backup_plan_rules=[
+                backup.BackupPlanRule(
+                    rule_name="daily",
+                    schedule_expression=events.Schedule.cron(hour="4", minute="0"),
+                    delete_after=_days("table_backups"),
+                )
+            ],
+        )
+        plan.add_selection("StatusTable", resources=[backup.BackupResource.from_dynamo_db_table(self.status_table)])
+        return plan
+
     def _let_cloudwatch_logs_use_key(self) -> None:
-        """Log groups encrypted with the key need CloudWatch Logs in the key policy."""
+        """Log groups encrypted with the data key need CloudWatch Logs in the key policy."""
         region_logs = f"logs.{Aws.REGION}.amazonaws.com"
-        self.key.add_to_resource_policy(
+        self.data_key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal(region_logs)],
                 actions=[
@@ -120,23 +213,59 @@ class Storage(Construct):
         return f"{MODEL_PREFIX}/{model}"
 
 
+def grant_key(role: iam.IRole, key: kms.IKey, actions: list[str], via: str) -> None:
+    """KMS rights used only through `via` (s3, sqs, dynamodb): S3 decrypting an object for
+    the role, never the role calling KMS itself with a data key it copied."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=actions,
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"{via}.{Aws.REGION}.amazonaws.com"}},
+        )
+    )
+
+
+def _days(name: str) -> Duration:
+    return Duration.days(RETENTION[name])
+
+
 def acknowledge_storage(storage: Storage) -> None:
     for bucket in (storage.access_logs, storage.models, storage.uploads, storage.results):
-        ack(
-            bucket,
-            "HIPAA.Security-S3BucketReplicationEnabled",
-            f"bucket {bucket.node.id}: versioned with retained noncurrent versions in one region; "
-            "cross-region replication doubles storage cost and is a per-deployment DR decision (docs/deploy.md)",
-        )
+        ack(bucket, "HIPAA.Security-S3BucketReplicationEnabled", REASONS["replication"], f"bucket {bucket.node.id}")
     ack(
         storage.access_logs,
         "HIPAA.Security-S3DefaultEncryptionKMS",
-        "bucket AccessLogs is the server-access-log target, and S3 delivers access logs only to buckets "
-        "with SSE-S3 default encryption (SSE-KMS targets are unsupported); it holds no scans or results",
+        REASONS["access_logs_sse_s3"],
+        "bucket AccessLogs",
     )
+    [selection] = [c for c in storage.backup_plan.node.children if isinstance(c, backup.BackupSelection)]
+    role = selection.node.find_child("Role")
     ack(
-        storage.status_table,
-        "HIPAA.Security-DynamoDBInBackupPlan",
-        "the status table has point-in-time recovery (35 days of continuous backups); an AWS Backup "
-        "plan would add a second, billed copy of records that are rebuilt from the results bucket",
+        role,
+        f"{IAM4}[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
+        REASONS["backup_role"],
+        "the status table's backup selection role",
     )
+
+
+def acknowledge_model_deployment(stack: Stack, storage: Storage) -> None:
+    """CDK's BucketDeployment helper, a singleton Lambda in the stack itself."""
+    models = stack.get_logical_id(storage.models.node.default_child)  # type: ignore[arg-type]
+    basic = f"{IAM4}[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+    for child in stack.node.children:
+        if not child.node.id.startswith("Custom::CDKBucketDeployment"):
+            continue
+        subject = "CDK's BucketDeployment helper"
+        ack(child, basic, REASONS["cdk_helper_logs"], subject)
+        ack(child, INLINE, REASONS["inline_policy"], f"role of {subject}")
+        ack(child, "AwsSolutions-L1", REASONS["cdk_helper_runtime"], subject)
+        ack(child, "HIPAA.Security-LambdaConcurrency", REASONS["cdk_helper_concurrency"], subject)
+        ack(child, "HIPAA.Security-LambdaDLQ", REASONS["cdk_helper_dlq"], subject)
+        ack(child, "HIPAA.Security-LambdaInsideVPC", REASONS["cdk_helper_vpc"], subject)
+        for detail in (
+            "Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*",
+            f"Resource::<{models}.Arn>/*",
+            *(f"Action::{a}" for a in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*",
+                                       "s3:Abort*", "kms:GenerateDataKey*", "kms:ReEncrypt*")),
+        ):  # fmt: skip
+            ack(child, f"{IAM5}[{detail}]", REASONS["model_sync"], f"role of {subject}")

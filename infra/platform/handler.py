@@ -3,6 +3,11 @@
 `POST /v1/uploads` (presigned upload slots), `GET /v1/models` (the catalog of every deployed
 model), and the server-level Open Inference Protocol routes (`GET /v2`, `/v2/health/*`).
 It imports no FastAPI and no onnxruntime: a small, fast function that costs nothing idle.
+
+In AWS the health routes, which take no credentials, do not reach `handler`: API Gateway
+answers `/v2/health/live` itself and sends `/v2/health/ready` to `ready`, deployed as a
+function of its own (infra/medfn_infra/stack.py), so a flood of probes cannot use up the
+environments that serve uploads and the catalog.
 """
 
 from __future__ import annotations
@@ -71,6 +76,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if route == ("GET", "/v2/health/live"):
         return answer(200, {"live": True})
     if route == ("GET", "/v2/health/ready"):
-        ready = all(row["ready"] for row in catalog())
-        return answer(200 if ready else 503, {"ready": ready})
+        return ready(event, context)
     return answer(404, {"error": f"no route {route[0]} {route[1]}"})
+
+
+def ready(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """`GET /v2/health/ready`: 200 when every deployed model's artifact is in the bucket, else 503."""
+    is_ready = all(row["ready"] for row in catalog())
+    return answer(200 if is_ready else 503, {"ready": is_ready})

@@ -10,8 +10,9 @@ from pathlib import Path
 NAG_RULE = re.compile(r"(AwsSolutions|HIPAA\.Security)-[A-Za-z0-9]+")
 
 
-def review(project_root: Path, outdir: Path) -> list[tuple[str, str, str]]:
-    """Synthesize with nag; assert no finding and no lint error; return the acknowledgements.
+def review(project_root: Path, outdir: Path, context: dict[str, object] | None = None) -> list[tuple[str, str, str]]:
+    """Synthesize with nag (and `context`, the `medfn:` choices); assert no finding and no lint
+    error; return the acknowledgements. The template is left in `outdir/medfn.template.json`.
 
     Only cdk-nag's own packs are returned: aws-cdk-lib itself acknowledges cfn-lint's W3010
     (literal AZs) on any stack a VPC is in, and that is not ours to move.
@@ -19,7 +20,7 @@ def review(project_root: Path, outdir: Path) -> list[tuple[str, str, str]]:
     from medfn_infra.app import build_app
     from medfn_infra.checks import lint_templates
 
-    assembly = build_app(outdir, repo=project_root, nag=True).synth()  # raises on unacknowledged findings
+    assembly = build_app(outdir, repo=project_root, nag=True, context=context).synth()  # raises on any finding
     report = outdir / "validation-report.json"
     reports = json.loads(report.read_text())["pluginReports"] if report.exists() else []
     assert [v for r in reports for v in r.get("violations", [])] == []

@@ -206,3 +206,90 @@ def test_a_gpu_function_cannot_take_uploads(project_root: Path, tmp_path: Path) 
         load_project(
             tmp_path / "functions", project_root / "model_store", project_root / "dist", staging=tmp_path / "platform"
         )
+
+
+def test_gpu_log_groups_are_declared_and_hosts_cannot_write_logs(template: Template) -> None:
+    from tests.infra.test_retention import assert_logs_declared
+
+    raw = template.to_json()
+    assert_logs_declared(raw)  # flow logs, task logs, Container Insights, the default-SG helper
+    names = json.dumps([v["Properties"].get("LogGroupName") for v in raw["Resources"].values()])
+    assert "/aws/ecs/containerinsights/" in names
+    [host_policy] = [v for k, v in raw["Resources"].items() if k.startswith("GpuServiceHostRoleDefaultPolicy")]
+    actions = json.dumps([s["Action"] for s in host_policy["Properties"]["PolicyDocument"]["Statement"]])
+    assert "logs:" not in actions and "ecs:RegisterContainerInstance" in actions
+
+
+def security_groups(template: Template) -> dict[str, dict]:
+    """Each group's rules, inline or standalone: {group logical id: {"in": [...], "out": [...]}}."""
+    raw = template.to_json()["Resources"]
+    groups = {k: {"in": [], "out": []} for k, v in raw.items() if v["Type"] == "AWS::EC2::SecurityGroup"}
+    for logical, resource in raw.items():
+        props = resource["Properties"]
+        if resource["Type"] == "AWS::EC2::SecurityGroup":
+            groups[logical]["in"] += props.get("SecurityGroupIngress", [])
+            groups[logical]["out"] += props.get("SecurityGroupEgress", [])
+        elif resource["Type"] in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
+            side = "in" if resource["Type"].endswith("Ingress") else "out"
+            groups[props["GroupId"]["Fn::GetAtt"][0]][side].append(props)
+    return groups
+
+
+def test_security_groups_admit_only_the_vpc_link_path_and_let_out_only_tls(template: Template) -> None:
+    groups = security_groups(template)
+    [balancer] = [k for k in groups if k.startswith("GpuServiceBalancerSecurity")]
+    [task] = [k for k in groups if k.startswith("GpuServiceScanSegmenterGpuSecurity")]
+    [host] = [k for k in groups if k.startswith("GpuServiceHostSecurity")]
+    [(_, nlb)] = template.find_resources("AWS::ElasticLoadBalancingV2::LoadBalancer").items()
+    assert nlb["Properties"]["SecurityGroups"] == [{"Fn::GetAtt": [balancer, "GroupId"]}]
+    # PrivateLink (the VPC link) is exempt from inbound rules, and there are none: nothing else gets in
+    assert nlb["Properties"]["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "off"
+    assert groups[balancer]["in"] == []
+    [out] = groups[balancer]["out"]
+    assert out["DestinationSecurityGroupId"] == {"Fn::GetAtt": [task, "GroupId"]} and out["FromPort"] == 8080
+    # the task: in from the NLB's group on its port, out on 443 only; never the VPC's range
+    [into] = groups[task]["in"]
+    assert into["SourceSecurityGroupId"] == {"Fn::GetAtt": [balancer, "GroupId"]}
+    assert (into["FromPort"], into["ToPort"]) == (8080, 8080)
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in groups[task]["out"]] == [("tcp", 443, 443)]
+    assert groups[host]["in"] == []
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in groups[host]["out"]] == [("tcp", 443, 443)]
+    assert "CidrIp" not in json.dumps(groups[task]["in"]) and "10.80.0.0" not in json.dumps(groups)
+
+
+def test_without_a_certificate_the_listener_is_tcp_and_says_so(template: Template) -> None:
+    [listener] = template.find_resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    assert listener["Properties"]["Protocol"] == "TCP" and "Certificates" not in listener["Properties"]
+    uris = [m["Properties"]["Integration"]["Uri"] for m in template.find_resources("AWS::ApiGateway::Method").values()
+            if m["Properties"]["Integration"].get("ConnectionType") == "VPC_LINK"]  # fmt: skip
+    assert all(json.dumps(u).startswith('{"Fn::Join": ["", ["http://') for u in uris)
+
+
+def test_with_a_certificate_the_vpc_link_speaks_tls_to_the_nlb(project_root: Path, tmp_path: Path) -> None:
+    from tests.infra.security_review import review
+
+    context = {
+        "medfn:gpu_certificate_arn": "arn:aws:acm:us-east-1:111122223333:certificate/0000-example",
+        "medfn:gpu_domain": "gpu.medfn.example.com",
+        "medfn:gpu_s3_prefix_list": "pl-63a5400a",
+    }
+    acknowledged = review(project_root, tmp_path, context)
+    rules = {rule for _, rule, _ in acknowledged}
+    # TLS listeners need no certificate acknowledgement, and their access logs are on
+    assert not rules & {"HIPAA.Security-ELBv2ACMCertificateRequired", "AwsSolutions-ELB2",
+                        "HIPAA.Security-ELBLoggingEnabled"}  # fmt: skip
+    template = Template.from_json(json.loads((tmp_path / "medfn.template.json").read_text()))
+    [listener] = template.find_resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    assert listener["Properties"]["Protocol"] == "TLS"
+    assert listener["Properties"]["Certificates"] == [{"CertificateArn": context["medfn:gpu_certificate_arn"]}]
+    assert listener["Properties"]["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    [nlb] = template.find_resources("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    attributes = {a["Key"]: a["Value"] for a in nlb["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["access_logs.s3.enabled"] == "true"
+    methods = template.find_resources("AWS::ApiGateway::Method").values()
+    uris = [m["Properties"]["Integration"]["Uri"] for m in methods
+            if m["Properties"]["Integration"].get("ConnectionType") == "VPC_LINK"]  # fmt: skip
+    assert uris and all(u.startswith("https://gpu.medfn.example.com:8001/") for u in uris)
+    task = security_groups(template)
+    [egress] = next(v["out"] for k, v in task.items() if k.startswith("GpuServiceScanSegmenterGpuSecurity"))
+    assert egress["DestinationPrefixListId"] == "pl-63a5400a"  # S3 alone

@@ -1,16 +1,14 @@
 """The CDK app: resources and properties, cdk-nag (AwsSolutions + HIPAA.Security), cfn-lint.
 
-The app is synthesized once per session from a copy of the repository's functions (plus one
-more, to show new folders are picked up without touching infra/), models and stand-in zips.
+The app is synthesized once per session (tests/infra/conftest.py) from a copy of the
+repository's functions (plus one more, to show new folders are picked up without touching
+infra/), models and stand-in zips.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import tomllib
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,66 +16,10 @@ import pytest
 from tests.conftest import REPO
 
 pytest.importorskip("aws_cdk", reason="the infra extra (aws-cdk-lib) is not installed")
-sys.path.insert(0, str(REPO / "infra"))
 
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
-EXTRA = "toy_tensor"  # a function folder that exists only in this test's project
-
-
-def fake_project(root: Path) -> Path:
-    shutil.copytree(REPO / "functions", root / "functions", ignore=shutil.ignore_patterns("__pycache__"))
-    toy = root / "functions" / EXTRA
-    toy.mkdir()
-    (toy / "function.toml").write_text(f'model = "{EXTRA}"\narchitecture = "x86_64"\nmemory_mb = 256\ntimeout_s = 12\n')
-    (toy / "handler.py").write_text("from medfn.lambda_handler import make_handler\nhandler = make_handler(__file__)\n")
-    for function in sorted((root / "functions").iterdir()):
-        config = tomllib.loads((function / "function.toml").read_text())
-        model, source = config["model"], REPO / "model_store" / config["model"]
-        if (source / "model.toml").is_file():
-            shutil.copytree(source, root / "model_store" / model)
-        else:  # a model still being trained elsewhere: a stand-in with the same layout
-            (root / "model_store" / model / "1").mkdir(parents=True)
-            (root / "model_store" / model / "1" / "model.onnx").write_bytes(b"onnx")
-            (root / "model_store" / model / "model.toml").write_text(
-                f'name = "{model}"\ntask = "tensor"\n[versions.1.sha256]\n"model.onnx" = "{"ab" * 32}"\n'
-            )
-        (root / "dist").mkdir(exist_ok=True)
-        with zipfile.ZipFile(
-            root / "dist" / f"{function.name}-{config.get('architecture', 'arm64')}.zip", "w"
-        ) as archive:
-            archive.writestr("handler.py", "handler = None\n")
-    return root
-
-
-@pytest.fixture(scope="session")
-def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fake_project(tmp_path_factory.mktemp("project"))
-
-
-@pytest.fixture(scope="session")
-def template(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Template:
-    from medfn_infra.app import build_app
-
-    assembly = build_app(tmp_path_factory.mktemp("cdk.out"), repo=project_root, nag=False).synth()
-    [stack] = assembly.stacks
-    return Template.from_json(stack.template)
-
-
-def function_configs(root: Path) -> dict[str, dict]:
-    return {p.parent.name: tomllib.loads(p.read_text()) for p in (root / "functions").glob("*/function.toml")}
-
-
-def lambdas(template: Template) -> dict[str, dict]:
-    """Functions on python3.12 by logical id (`ScanClassifierFunction...`), properties only."""
-    found = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
-    return {k: v["Properties"] for k, v in found.items()}
-
-
-def function_of(template: Template, name: str) -> dict:
-    prefix = "".join(part.capitalize() for part in name.split("_")) + "Function"
-    [props] = [p for k, p in lambdas(template).items() if k.startswith(prefix) and not k.startswith(prefix + "Role")]
-    return props
+from tests.infra.stack_project import EXTRA, function_configs, function_of, lambdas  # noqa: E402
 
 
 def test_every_function_folder_becomes_a_lambda(template: Template, project_root: Path) -> None:
@@ -111,9 +53,9 @@ def test_memory_timeout_architecture_and_model_come_from_toml(template: Template
 def test_each_function_has_a_live_alias_on_a_published_version(template: Template, project_root: Path) -> None:
     assert (
         len(template.find_resources("AWS::Lambda::Alias", {"Properties": {"Name": "live"}}))
-        == len(function_configs(project_root)) + 1
+        == len(function_configs(project_root)) + 2  # the platform and health functions
     )
-    assert len(template.find_resources("AWS::Lambda::Version")) == len(function_configs(project_root)) + 1
+    assert len(template.find_resources("AWS::Lambda::Version")) == len(function_configs(project_root)) + 2
 
 
 def test_roles_read_only_their_own_model_prefix(template: Template) -> None:
@@ -121,7 +63,7 @@ def test_roles_read_only_their_own_model_prefix(template: Template) -> None:
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         reads = [s for s in statements if s["Action"] == "s3:GetObject"]
         roles = json.dumps(policy["Properties"]["Roles"])
-        if not reads or "Platform" in roles or "Role" not in roles:
+        if not reads or "Platform" in roles or "Health" in roles or "Role" not in roles:
             continue
         resources = json.dumps([s["Resource"] for s in reads])
         if "/models/" in resources:
