@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 HELP = "process scans dropped into DIR/incoming: results in DIR/results, poison in DIR/quarantine"
 
@@ -28,17 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from medfn.config import discover_functions
-    from medfn.errors import BadRequest, MedfnError, NotFound
-    from medfn.function import load_function
+    from medfn.errors import BadRequest, NotFound
     from medfn.gateway import functions_dir
-    from medfn.pipeline.folder_storage import FolderStorage
-    from medfn.pipeline.folder_watch import FolderWatch
-    from medfn.pipeline.settings import PipelineSettings
-    from medfn.pipeline.sqlite_status import SqliteStatusTable
-    from medfn.pipeline.worker import ScanWorker
+    from medfn.pipeline.folder_storage import watch_lock
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -55,7 +53,25 @@ def run(args: argparse.Namespace) -> int:
     if len(chosen) != 1:
         raise BadRequest(f"name one function with --function; these take uploads: {names}")
     assert chosen[0].directory is not None
-    function = load_function(chosen[0].directory)
+    # One watcher per folder: a second is refused here, before it loads a model or touches
+    # DIR (FolderStorage removes the partial files a killed watcher left: a live one's must
+    # not go with them). The lock is the kernel's, released when this process ends.
+    with watch_lock(args.dir):
+        return _watch(args, chosen[0].directory)
+
+
+def _watch(args: argparse.Namespace, directory: Path) -> int:
+    from dataclasses import replace
+
+    from medfn.errors import MedfnError
+    from medfn.function import load_function
+    from medfn.pipeline.folder_storage import FolderStorage
+    from medfn.pipeline.folder_watch import FolderWatch
+    from medfn.pipeline.settings import PipelineSettings
+    from medfn.pipeline.sqlite_status import SqliteStatusTable
+    from medfn.pipeline.worker import ScanWorker
+
+    function = load_function(directory)
     try:
         function.plane.get(function.config.model).ensure_ready()
     except MedfnError as exc:  # every scan would fail: say so once instead
@@ -73,10 +89,34 @@ def run(args: argparse.Namespace) -> int:
     if not args.once:
         print(f"watching {storage.incoming} (Ctrl-C to stop)", file=sys.stderr)
     try:
-        watch.run(poll_s=args.poll, once=args.once)
+        with _stopped_by_signals() as stop:
+            watch.run(poll_s=args.poll, once=args.once, stop=stop.is_set)
     except KeyboardInterrupt:
-        pass  # stopping is the normal way out of watching; the summary still follows
+        pass  # a second Ctrl-C: stopped at once; the summary still follows
     finally:
         status.close()
     print(json.dumps(watch.total.as_dict()))
     return 0
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[threading.Event]:
+    """Ctrl-C (or SIGTERM) stops after the scan in hand, so that the summary counts exactly
+    what was recorded; a second one stops at once. Signals are the main thread's only."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def stopping(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("medfn watch: stopping after the scan in hand (Ctrl-C again to stop now)", file=sys.stderr)
+
+    previous = {number: signal.signal(number, stopping) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -41,6 +41,10 @@ class ScanWorker:
     storage: ScanStorage
     status: StatusTable
     settings: PipelineSettings
+    # Whether the transport delivers an object again after its last failed attempt (SQS, then
+    # its dead-letter queue): the last attempt then still raises TransientFailure. `medfn watch`
+    # sets False: nothing redelivers a file, so the retryable error record is its outcome.
+    redelivers: bool = True
 
     def process_announced(self, announced: Announced, attempt: int | None = None) -> BatchSummary:
         """Settle every object an event announced; raise TransientFailure at the end if any must
@@ -160,13 +164,16 @@ class ScanWorker:
             return "duplicate"
         log.warning("transient failure %d/%d for %s: %s", failures, self.settings.max_attempts, ref.shown, reason)
         if failures >= self.settings.max_attempts:
-            self._record_exhausted(ref, exc, failures)
+            written = self._record_exhausted(ref, exc, failures)
+            if written is not None and not self.redelivers:
+                return "error" if written else "duplicate"
         raise TransientFailure(f"{ref.shown}: {reason}") from None
 
-    def _record_exhausted(self, ref: ObjectRef, exc: BaseException, failures: int) -> None:
-        """The last attempt: the error record exists before the message goes to the DLQ."""
+    def _record_exhausted(self, ref: ObjectRef, exc: BaseException, failures: int) -> bool | None:
+        """The last attempt: the error record exists before the message goes to the DLQ.
+        Whether it was written (False: another delivery's record was there), None if it failed."""
         try:
-            self.status.record(
+            return self.status.record(
                 StatusRecord(
                     ref=ref,
                     outcome="error",
@@ -179,4 +186,6 @@ class ScanWorker:
                 )
             )
         except Exception:
-            log.error("could not record the final failure of %s: the dead-letter queue holds it", ref.shown)
+            where = "the dead-letter queue holds it" if self.redelivers else "it stays in place, to be tried again"
+            log.error("could not record the final failure of %s: %s", ref.shown, where)
+            return None
