@@ -31,6 +31,21 @@ RNG = np.random.default_rng(20261207)
 WEIGHTS = RNG.normal(size=(3, 2)).astype(np.float32)
 BIAS = np.asarray([0.1, -0.2], dtype=np.float32)
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+# How a Keras export is served: channel-last, x / 127.5 - 1, nearest resize, logits out.
+KERAS_TOML = """
+[preprocessing]
+layout = "NHWC"
+color = "RGB"
+size = [32, 32]
+scale = "byte"
+mean = [127.5]
+std = [127.5]
+resize = "nearest"
+
+[postprocessing]
+labels = ["cat", "dog"]
+activation = "softmax"
+"""
 
 
 def pooled_linear(layout: str, size: int, softmax: bool) -> bytes:
@@ -109,21 +124,7 @@ def assert_same(answer: dict, expected: np.ndarray) -> None:  # type: ignore[typ
 
 
 def test_a_keras_style_export_channel_last_logits_nearest_resize(tmp_path: Path) -> None:
-    toml = """
-[preprocessing]
-layout = "NHWC"
-color = "RGB"
-size = [32, 32]
-scale = "byte"
-mean = [127.5]
-std = [127.5]
-resize = "nearest"
-
-[postprocessing]
-labels = ["cat", "dog"]
-activation = "softmax"
-"""
-    client = serve(tmp_path, "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, toml, [-1, 32, 32, 3])
+    client = serve(tmp_path, "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, KERAS_TOML, [-1, 32, 32, 3])
     pixels = RNG.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     answer = client.post("/v1/models/keras_like/predict", content=png(pixels), headers={"content-type": "image/png"})
     assert answer.status_code == 200, answer.text
@@ -337,22 +338,12 @@ def test_the_keras_style_export_through_the_lambda_handler_and_the_pipeline(
     from tests.onnx_builders import write_function
     from tests.sources.test_http import Context, decoded_body, http_event
 
-    toml = """
-[preprocessing]
-layout = "NHWC"
-color = "RGB"
-size = [32, 32]
-scale = "byte"
-mean = [127.5]
-std = [127.5]
-resize = "nearest"
-
-[postprocessing]
-labels = ["cat", "dog"]
-activation = "softmax"
-"""
     serve(
-        tmp_path / "model_store", "keras_like", {1: pooled_linear("NHWC", 32, softmax=False)}, toml, "[-1, 32, 32, 3]"
+        tmp_path / "model_store",
+        "keras_like",
+        {1: pooled_linear("NHWC", 32, softmax=False)},
+        KERAS_TOML,
+        [-1, 32, 32, 3],
     )
     folder = write_function(tmp_path / "functions", "keras_fn", "keras_like", "[triggers]\nuploads = true\n")
     monkeypatch.setenv("MEDFN_MODEL_STORE", str(tmp_path / "model_store"))
