@@ -14,6 +14,7 @@ raising EXDEV, as the kernel does across mounts).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import fcntl
 import io
@@ -23,6 +24,8 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -754,3 +757,49 @@ def test_a_result_superseded_by_quarantined_garbage_is_removed(make_watch: MakeW
     newest = max(status.records(), key=lambda r: r["recorded_at"])
     assert newest["outcome"] == "result" and newest["location"] == str(results[0])
     assert json.loads(results[0].read_bytes())["source"]["etag"] == newest["etag"]  # the current one
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs: a real disk that fills. Mounting needs root (CAP_SYS_ADMIN), as CI has."""
+    mountpoint = tmp_path / "scans" / "results"
+    mountpoint.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mountpoint)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): {mounted.stderr.decode()[:120]}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_a_full_disk_for_a_while_delays_results_and_loses_none(small_tmpfs: Path) -> None:
+    """results/ on a real tmpfs, full when the watcher starts and freed a second later: every scan
+    ends with its result, one record each, and no partial file is left on the full disk."""
+    root = small_tmpfs.parent
+    filler = small_tmpfs / "filler"
+    with contextlib.suppress(OSError):  # write until the tmpfs says it is full
+        with filler.open("wb") as out:
+            while True:
+                out.write(b"\0" * 65536)
+    scans = pngs(6)
+    for scan in scans:
+        drop(root, scan.key, scan.data)
+    command = [sys.executable, "-m", "medfn.cli", "watch", str(root), "--once", "-v", "--no-progress"]
+    command += ["--function", "scan_classifier", "--functions", str(REPO / "functions")]
+    environment = {**os.environ, "MEDFN_MAX_ATTEMPTS": "6"}
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    assert watcher.stderr is not None
+    seen = []
+    for line in watcher.stderr:  # the disk stays full until a write has failed on it
+        seen.append(line)
+        if "transient failure" in line:
+            break
+    assert any("transient failure" in line for line in seen), "".join(seen)[-2000:]
+    filler.unlink()  # the disk has room again: the retries within the run now succeed
+    out, err = watcher.communicate(timeout=120)
+    assert watcher.returncode == 0, err[-2000:]
+    records = by_key(SqliteStatusTable(root / "status.sqlite3"))
+    assert {r["key"] for r in records.values()} == {s.key for s in scans}
+    assert all(r["outcome"] == "result" for r in records.values()), records
+    assert partial_files(root) == []

@@ -1,0 +1,56 @@
+"""The watcher's faults where S3 has them, against the moto server: an upload that stalls
+half-way is never read, and two consumers of one queue leave one record per scan."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from medfn.lambda_handler import make_handler
+from tests.conftest import REPO
+from tests.pipeline.s3_helpers import drain_queue, keys_under, make_bucket, status_items, upload
+from tests.pipeline.test_corpus import corpus
+
+PNG = next(s for s in corpus() if s.kind == "png")
+
+
+def test_a_stalled_multipart_upload_is_never_read(classifier_handler: Any, pipeline_env: dict[str, Any]) -> None:
+    """S3 announces an object only when its upload completes: half an upload is nothing to read."""
+    made = make_bucket(pipeline_env)
+    s3 = pipeline_env["s3"]
+    started = s3.create_multipart_upload(Bucket=made["bucket"], Key="slow.png", ContentType="image/png")
+    part = s3.upload_part(
+        Bucket=made["bucket"], Key="slow.png", UploadId=started["UploadId"], PartNumber=1, Body=PNG.data
+    )  # the sender stalls here, before completing
+    assert drain_queue(classifier_handler, pipeline_env, made) == []
+    assert status_items(pipeline_env, made["bucket"]) == []
+    s3.complete_multipart_upload(
+        Bucket=made["bucket"],
+        Key="slow.png",
+        UploadId=started["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    assert drain_queue(classifier_handler, pipeline_env, made) == []
+    (item,) = status_items(pipeline_env, made["bucket"])
+    assert item["outcome"] == "result"
+
+
+def test_two_consumers_of_one_queue_leave_one_record_per_scan(pipeline_env: dict[str, Any]) -> None:
+    """Two Lambda environments draining the same queue at once: each scan is settled once."""
+    made = make_bucket(pipeline_env)
+    scans = tuple(type(PNG)(f"pair/{i}.png", PNG.data, PNG.kind) for i in range(12))
+    upload(pipeline_env, made["bucket"], scans)
+    handlers = [make_handler(str(REPO / "functions" / "scan_classifier" / "handler.py")) for _ in range(2)]
+    failures: list[list[str]] = []
+    threads = [
+        threading.Thread(target=lambda h=h: failures.append(drain_queue(h, pipeline_env, made))) for h in handlers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == [[], []]
+    items = status_items(pipeline_env, made["bucket"])
+    assert sorted(item["key"] for item in items) == sorted(s.key for s in scans)  # one record each
+    assert all(item["outcome"] == "result" for item in items)
+    assert keys_under(pipeline_env, made["bucket"], "results/") == {f"results/{s.key}.json" for s in scans}
