@@ -3,7 +3,6 @@ problem, never silently ignored, and model_store/README.md's reference is genera
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,12 @@ from medfn.function import check_models, load_models
 from medfn.serving import LocalStore
 from medfn.tasks.options import reference
 from tests.conftest import REPO
+from tests.serving.test_graph_checks import mistaken_store
 
 
 def edited(tmp_path: Path, model: str, old: str, new: str) -> Path:
-    shutil.copytree(REPO / "model_store" / model, tmp_path / model)
-    toml = tmp_path / model / "model.toml"
-    assert old in toml.read_text()
-    toml.write_text(toml.read_text().replace(old, new, 1))
+    """A copy of a reference model with one line of its model.toml changed: the store's folder."""
+    mistaken_store(tmp_path, model, old, new)
     return tmp_path
 
 
