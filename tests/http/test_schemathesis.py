@@ -20,8 +20,7 @@ MODELS = ("scan_classifier", "scan_segmenter", "notes_classifier", "vitals_risk"
 SEED = 20_240_607
 CASES_PER_OPERATION = 20  # per generation mode, at most: the bound that keeps this well under a minute
 # The infer operations parse the most (JSON tensors with simdjson, binary parts): they get more.
-# Malformed JSON itself (stray keys, a NUL in a key) is drawn by tests/http/test_property_answers.py,
-# which found the NUL-key 500 that this document-driven generation did not reach at 150 cases.
+# Malformed JSON itself (stray keys) is also drawn by tests/http/test_property_answers.py.
 INFER_CASES = 60
 
 
@@ -30,12 +29,25 @@ def gateway_document(medfn_server: LiveServer) -> dict[str, Any]:
     return httpx.get(medfn_server.url + "/openapi.json").json()
 
 
+# Bodies a JSON parser has tripped on, sent first (schemathesis's explicit phase) to every infer
+# operation: document-driven generation alone did not reach the NUL-key 500 at 150 cases.
+HOSTILE_INFER_BODIES = {
+    "a NUL in an input's key": {"inputs": [{"a\u0000": 1, "name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]},
+    "a NUL in a top-level key": {"a\u0000": 1, "inputs": []},
+    "a key that is only a NUL": {"\u0000": {"\u0000": []}, "inputs": [{"\u0000": None}]},
+}
+
+
 def function_document(gateway: dict[str, Any], model: str, versions: list[str]) -> dict[str, Any]:
     """The routes of one function as its own API has them: `{model}` is its model, `{version}`
     its versions. Left free, they would be random strings, and every request a 404."""
     pinned = {"model": [model], "version": versions}
     document = copy.deepcopy(gateway)
     document["paths"] = {path: ops for path, ops in document["paths"].items() if "{model}" in path}
+    for path, operations in document["paths"].items():
+        if path.endswith("/infer"):
+            examples = {name: {"value": body} for name, body in HOSTILE_INFER_BODIES.items()}
+            operations["post"]["requestBody"]["content"]["application/json"]["examples"] = examples
     for operations in document["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
