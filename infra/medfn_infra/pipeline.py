@@ -8,7 +8,8 @@ The role of an image function is granted exactly the calls `medfn.pipeline` make
 prefixes it makes them on (tests/infra/test_permissions.py lists each call with its place in
 src/ and checks the synthesized policies allow it):
 
-- `S3Storage.fetch`: GetObject with the event's VersionId (s3:GetObjectVersion) under `<fn>/`
+- `S3Storage.fetch`: GetObject with the event's VersionId (s3:GetObjectVersion) under `<fn>/`,
+  and for an upload slot's object ListObjectVersions (s3:ListBucketVersions, prefix `<fn>/`)
 - `S3Storage.write_result`: PutObject under `results/<fn>/` in the results bucket
 - `S3Storage.quarantine` (move mode): CopyObject of that version to `quarantine/<fn>/` with
   new tags (s3:GetObjectVersion on the source; s3:PutObject and s3:PutObjectTagging on the copy)
@@ -143,6 +144,14 @@ def grant_pipeline_access(role: iam.Role, function: str, storage: Storage, mode:
     subject = f"role of function {function}"
     role.add_to_policy(iam.PolicyStatement(actions=SCAN_ACTIONS[mode], resources=[uploads.arn_for_objects(own)]))
     acknowledge_prefix(role, uploads, own, REASONS["own_uploads"], subject)
+    # S3Storage.fetch lists a slot upload's versions (one scan per slot), under its own prefix only
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucketVersions"],
+            resources=[uploads.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [own]}},
+        )
+    )
     if mode == "move":
         role.add_to_policy(
             iam.PolicyStatement(

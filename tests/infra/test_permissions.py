@@ -67,6 +67,13 @@ CALLS = [
     Call("pipeline", "kms:Decrypt", "{queue_key}", "SQS decrypting the messages it hands the mapping", VIA_SQS),
     Call("pipeline", "s3:GetObjectVersion", f"{{uploads}}/{SCAN}", "S3Storage.fetch: get_object(VersionId=...)"),
     Call("pipeline", "s3:GetObject", f"{{uploads}}/{SCAN}", "S3Storage.fetch: get_object of an unversioned event"),
+    Call(
+        "pipeline",
+        "s3:ListBucketVersions",
+        "{uploads}",
+        "S3Storage.fetch: list_object_versions of a slot's key",
+        {"s3:prefix": SCAN},
+    ),  # fmt: skip
     Call("pipeline", "kms:Decrypt", "{data_key}", "S3 decrypting the scan (fetch, and the quarantine copy)", VIA_S3),
     Call("pipeline", "s3:PutObject", f"{{results}}/results/{SCAN}.json", "S3Storage.write_result: put_object"),
     Call("pipeline", "kms:GenerateDataKey", "{data_key}", "S3 encrypting a result or a quarantine copy", VIA_S3),
@@ -164,6 +171,7 @@ NOT_GRANTED = [
     Call("model", "s3:DeleteObject", "{models}/models/{model}/{version}/model.onnx", ""),
     # an image function touches its own prefixes only
     Call("pipeline", "s3:GetObjectVersion", "{uploads}/{other_function}/2026/11/22/x.dcm", ""),
+    Call("pipeline", "s3:ListBucketVersions", "{uploads}", "", {"s3:prefix": "{other_function}/2026/11/22/x.dcm"}),
     Call("pipeline", "s3:PutObject", "{results}/results/{other_function}/2026/11/22/x.dcm.json", ""),
     Call("pipeline", "s3:PutObject", "{uploads}/{function}/2026/11/22/x.dcm", "it never writes a scan"),
     Call("pipeline", "kms:Decrypt", "{data_key}", "a direct decrypt, not through S3 or DynamoDB"),

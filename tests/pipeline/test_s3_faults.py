@@ -8,7 +8,7 @@ from typing import Any
 
 from medfn.lambda_handler import make_handler
 from tests.conftest import REPO
-from tests.pipeline.s3_helpers import drain_queue, keys_under, make_bucket, status_items, upload
+from tests.pipeline.s3_helpers import drain_queue, keys_under, make_bucket, s3_event, status_items, upload
 from tests.pipeline.test_corpus import corpus
 
 PNG = next(s for s in corpus() if s.kind == "png")
@@ -54,3 +54,23 @@ def test_two_consumers_of_one_queue_leave_one_record_per_scan(pipeline_env: dict
     assert sorted(item["key"] for item in items) == sorted(s.key for s in scans)  # one record each
     assert all(item["outcome"] == "result" for item in items)
     assert keys_under(pipeline_env, made["bucket"], "results/") == {f"results/{s.key}.json" for s in scans}
+
+
+def test_an_upload_slot_buys_one_scan(classifier_handler: Any, pipeline_env: dict[str, Any]) -> None:
+    """A second upload under a slot's key (a new version of it) is refused; the slot's first scan
+    keeps its result. An object that no slot made may be uploaded again, as before."""
+    bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
+    s3 = pipeline_env["s3"]
+    slot = "scan_classifier/2026/12/07/0123456789abcdef0123456789abcdef.png"
+    by_hand = "scan_classifier/by-hand.png"
+    for key, metadata in ((slot, {"medfn-key-id": "clinic-a"}), (by_hand, {})):
+        for n in range(2):  # other bytes each time: the same bytes again would be the same scan
+            body = PNG.data + b"\0" * n
+            put = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata)  # as a slot's POST keeps it
+            # S3's own event for this version (moto's notifications leave the version out)
+            classifier_handler(s3_event(bucket, key, put, len(body)), None)
+    items = status_items(pipeline_env, bucket)
+    slot_items = sorted((i["outcome"], i.get("reason", "")) for i in items if i["key"] == slot)
+    assert [outcome for outcome, _ in slot_items] == ["error", "result"]
+    assert "slot was used before" in slot_items[0][1]
+    assert [i["outcome"] for i in items if i["key"] == by_hand] == ["result", "result"]

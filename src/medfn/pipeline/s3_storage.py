@@ -8,10 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
-from medfn.errors import ObjectMissing, PayloadTooLarge, StorageUnavailable
+from medfn.errors import ObjectMissing, PayloadTooLarge, StorageUnavailable, UnprocessableInput
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.storage import RESULT_MEDIA_TYPES, tag_safe
 from medfn.pipeline.types import ObjectRef
+from medfn.pipeline.upload_slots import SLOT_METADATA
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,20 @@ class S3Storage:
             response = self.client.get_object(Bucket=ref.bucket, Key=ref.key, **selector)
             self._check_size(response.get("ContentLength"))
             data: bytes = response["Body"].read()
+        if SLOT_METADATA in (response.get("Metadata") or {}) and ref.versioned:
+            self._check_first_of_slot(ref)
         return data
+
+    def _check_first_of_slot(self, ref: ObjectRef) -> None:
+        """An upload slot buys one scan: a later version under a slot's key is refused (S3 lists a
+        key's versions newest first; the slot's scan is the oldest still there)."""
+        with _s3_errors("ListObjectVersions"):
+            pages = self.client.get_paginator("list_object_versions").paginate(Bucket=ref.bucket, Prefix=ref.key)
+            versions = [v["VersionId"] for page in pages for v in page.get("Versions", []) if v["Key"] == ref.key]
+        if versions and versions[-1] != ref.version_id:
+            raise UnprocessableInput(
+                "this upload slot was used before: a slot takes one scan; ask POST /v1/uploads for another"
+            )
 
     def write_result(self, ref: ObjectRef, suffix: str, document: bytes) -> str:
         bucket = self.settings.results_bucket or ref.bucket

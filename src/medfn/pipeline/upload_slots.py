@@ -25,7 +25,9 @@ CONTENT_TYPES = {
 }
 DEFAULT_EXPIRES_S = 900
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # the pipeline's own limit (PipelineSettings.max_object_bytes)
-KEY_ID_FIELD = "x-amz-meta-medfn-key-id"  # the API key that asked for the slot, kept with the upload
+# The API key that asked for the slot, kept with the upload; its presence marks a slot's object.
+SLOT_METADATA = "medfn-key-id"
+KEY_ID_FIELD = f"x-amz-meta-{SLOT_METADATA}"
 
 
 @dataclass(frozen=True)
