@@ -105,6 +105,24 @@ def serve(root: Path, name: str, versions: dict[int, bytes], toml: str, shape: l
     return served(root, name, versions, "image_classification", toml, [image], [scores])
 
 
+def served_breast_mass(
+    root: Path, name: str, exported: bytes, features: list[str], outputs: tuple[str, str]
+) -> TestClient:
+    """A scikit-learn export of the breast_mass data: its label output, and the probabilities read."""
+    label, probabilities = outputs
+    names = ", ".join(f'"{f}"' for f in features)
+    toml = f"""
+[preprocessing]
+features = [{names}]
+
+[postprocessing]
+labels = ["benign", "malignant"]
+output = "{probabilities}"
+"""
+    declared = [(label, "INT64", [-1]), (probabilities, "FP32", [-1, 2])]
+    return served(root, name, {1: exported}, "tabular_classification", toml, [("X", "FP32", [-1, 30])], declared)
+
+
 def png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
@@ -200,19 +218,7 @@ def test_a_scikit_learn_pipeline_converted_with_skl2onnx(tmp_path: Path) -> None
     x_train, x_test, y_train, _, features = split()
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x_train, y_train)
     exported = to_onnx(pipeline, x_train[:1], options={id(pipeline): {"zipmap": False}}).SerializeToString()
-    names = ", ".join(f'"{f}"' for f in features)
-    toml = f"""
-[preprocessing]
-features = [{names}]
-
-[postprocessing]
-labels = ["benign", "malignant"]
-output = "probabilities"
-"""
-    label, probabilities = ("label", "INT64", [-1]), ("probabilities", "FP32", [-1, 2])
-    client = served(
-        tmp_path, "sk", {1: exported}, "tabular_classification", toml, [("X", "FP32", [-1, 30])], [label, probabilities]
-    )
+    client = served_breast_mass(tmp_path, "sk", exported, features, ("label", "probabilities"))
     records = [dict(zip(features, map(float, row), strict=True)) for row in x_test[:8]]
     answers = client.post("/v1/models/sk/predict", json={"records": records}).json()["records"]["predictions"]
     expected = pipeline.predict_proba(x_test[:8])
@@ -264,21 +270,8 @@ def test_a_scikit_learn_model_exported_with_its_default_zipmap(tmp_path: Path) -
 
     x_train, x_test, y_train, _, features = split()
     classifier = LogisticRegression(max_iter=5000).fit(x_train, y_train)
-    names = ", ".join(f'"{f}"' for f in features)
-    toml = f"""
-[preprocessing]
-features = [{names}]
-
-[postprocessing]
-labels = ["benign", "malignant"]
-output = "output_probability"
-"""
-    label, probabilities = ("output_label", "INT64", [-1]), ("output_probability", "FP32", [-1, 2])
     exported = to_onnx(classifier, x_train[:1]).SerializeToString()
-    client = served(
-        tmp_path, "zipmap", {1: exported}, "tabular_classification", toml, [("X", "FP32", [-1, 30])],
-        [label, probabilities],
-    )  # fmt: skip
+    client = served_breast_mass(tmp_path, "zipmap", exported, features, ("output_label", "output_probability"))
     for row, want in zip(x_test[:5], classifier.predict_proba(x_test[:5]), strict=True):
         answer = client.post("/v1/models/zipmap/predict", json=dict(zip(features, map(float, row), strict=True))).json()
         got = [answer["probabilities"]["benign"], answer["probabilities"]["malignant"]]
