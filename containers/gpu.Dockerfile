@@ -7,8 +7,10 @@
 #   docker build -f containers/gpu.Dockerfile --build-arg FUNCTION=scan_segmenter \
 #       -t medfn-gpu-scan_segmenter .                             # from the repository root
 #   docker run --gpus all -p 8080:8080 medfn-gpu-scan_segmenter
+#   curl -sk https://localhost:8080/v2/health/ready
 #
-# Ready: GET /v2/health/ready. Metrics: GET /metrics. Device and batch figures:
+# HTTPS only: the server makes a key and a self-signed certificate at each start
+# (containers/gpu_serve_tls.py); in AWS the NLB re-encrypts to it. Ready: GET /v2/health/ready. Metrics: GET /metrics. Device and batch figures:
 # GET /v2/models/<model> (parameters.device reads "cuda:0" on a GPU).
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 FROM ${CUDA_IMAGE}
@@ -22,9 +24,10 @@ ARG ORT_GPU_INDEX_URL=""
 RUN test -n "${FUNCTION}" || (echo "build with --build-arg FUNCTION=<name>" >&2 && exit 1)
 LABEL org.medfn.function="${FUNCTION}" org.medfn.serving.sessions="gpu"
 
-# Ubuntu 24.04's own Python is 3.12; a venv keeps pip away from the system's packages.
+# Ubuntu 24.04's own Python is 3.12; a venv keeps pip away from the system's packages. openssl
+# makes the server's key and certificate at start.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.12 python3.12-venv \
+ && apt-get install -y --no-install-recommends python3.12 python3.12-venv openssl \
  && rm -rf /var/lib/apt/lists/* \
  && python3.12 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:${PATH} \
@@ -53,9 +56,12 @@ RUN --mount=type=bind,target=/context \
 # MEDFN_REQUIRE_CUDA=1 to make the model not ready (503) there instead.
 ENV MEDFN_FUNCTION=${FUNCTION} \
     MEDFN_FUNCTIONS=/srv/functions \
-    MEDFN_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider
+    MEDFN_PROVIDERS=CUDAExecutionProvider,CPUExecutionProvider \
+    MEDFN_TLS_DIR=/srv/.medfn/tls
+COPY containers/gpu_serve_tls.py /srv/gpu_serve_tls.py
 RUN useradd --system --uid 10001 medfn && mkdir -p /srv/.medfn && chown medfn /srv/.medfn
 USER medfn
 EXPOSE 8080
-# Shell form, so the function named at build time is expanded; exec makes medfn PID 1.
-CMD exec medfn serve --only "${MEDFN_FUNCTION}" --host 0.0.0.0 --port 8080
+# `medfn serve` over HTTPS. Shell form, so the function named at build time is expanded; exec
+# makes the server PID 1.
+CMD exec python /srv/gpu_serve_tls.py --only "${MEDFN_FUNCTION}" --host 0.0.0.0 --port 8080

@@ -12,8 +12,9 @@ FROM public.ecr.aws/lambda/python:${PYTHON_VERSION}
 
 # Which function this image is: functions/<FUNCTION>/function.toml names its model.
 ARG FUNCTION
-# Runtime extras beyond the core: pydicom for DICOM scans, boto3 for upload triggers.
-ARG EXTRAS=dicom,aws
+# Runtime extras beyond the core: pydicom, highdicom and scipy for DICOM scans and series
+# (containers hold the heavy models), boto3 for upload triggers.
+ARG EXTRAS=volumes,aws
 RUN test -n "${FUNCTION}" || (echo "build with --build-arg FUNCTION=<name>" >&2 && exit 1)
 LABEL org.medfn.function="${FUNCTION}" org.medfn.serving.sessions="lambda"
 

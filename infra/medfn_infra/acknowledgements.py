@@ -43,6 +43,14 @@ REASONS: dict[str, Reason] = {
         "credentials and holds no private network resources; a VPC would need NAT or interface endpoints, "
         "a fixed hourly cost that a pay-per-call service must not carry at rest",
     ),
+    "no_vpc_pacs": _reason(
+        "HIPAA.Security-LambdaInsideVPC",
+        text="reaches AWS service APIs (S3, SQS, DynamoDB, KMS, Secrets Manager, CloudWatch, X-Ray) over TLS with "
+        "IAM credentials and, to store its results, the customer's PACS at the https:// DICOMweb URL chosen at "
+        "synth (MEDFN_DICOMWEB_URL), with the credentials of the customer's secret when one is named; it holds "
+        "no private network resources; a VPC would need NAT or interface endpoints, a fixed hourly cost that a "
+        "pay-per-call service must not carry at rest",
+    ),
     "python_312": _reason(
         "AwsSolutions-L1",
         text="pinned to python3.12 on purpose: medfn package installs cp312 manylinux wheels (onnxruntime, "
@@ -71,6 +79,11 @@ REASONS: dict[str, Reason] = {
         IAM5,
         text="reads, copies and (after quarantining) deletes only the scans uploaded for this function, "
         "each by the version its event names",
+    ),
+    "own_uploads_stow": _reason(
+        IAM5,
+        text="reads, copies and (after quarantining) deletes only the scans uploaded for this function, each by "
+        "the version its event names, and writes there only the DICOM instances its own STOW-RS route receives",
     ),
     "own_quarantine": _reason(
         IAM5, text="writes quarantine copies, tagged with their reason, of this function's unreadable scans only"
@@ -154,7 +167,8 @@ REASONS: dict[str, Reason] = {
         "HIPAA.Security-APIGWSSLEnabled",
         text="client certificates prove API Gateway's identity to HTTP backends; the Lambda backends are proxy "
         "integrations inside AWS and the GPU services, when present, are reached only through the VPC link to "
-        "an internal NLB whose security group admits nothing else; clients use TLS",
+        "an internal NLB whose security group admits nothing else, over TLS checked against the NLB's "
+        "certificate; clients use TLS",
     ),
     "apigw_logs_role": _reason(
         IAM4,
@@ -167,33 +181,15 @@ REASONS: dict[str, Reason] = {
         "only (v1 and v2); usage plans and API keys bound what each customer may call",
     ),
     # ---- the GPU service
-    "nlb_logs_tcp": _reason(
-        "AwsSolutions-ELB2",
-        "HIPAA.Security-ELBLoggingEnabled",
-        text="NLB access logs exist for TLS listeners only, and no certificate was given "
-        "(MEDFN_GPU_CERTIFICATE_ARN), so the listeners are TCP; API Gateway's access log records every request "
-        "before it crosses the VPC link",
-    ),
     "nlb_no_deletion_protection": _reason(
         "HIPAA.Security-ELBDeletionProtectionEnabled",
         text="the internal NLB holds no data and is recreated by the stack; deletion protection would make "
         "cdk destroy fail until it is lifted by hand",
     ),
-    "nlb_tcp_listener": _reason(
-        "HIPAA.Security-ELBv2ACMCertificateRequired",
-        text="no certificate was given at synth (MEDFN_GPU_CERTIFICATE_ARN and MEDFN_GPU_DOMAIN), so the "
-        "listener is TCP; it is reachable only from the VPC link (the NLB's security group admits no other "
-        "traffic) inside a private VPC; docs/deploy.md (Security) says how to turn TLS on",
-    ),
     "asg_notifications": _reason(
         "AwsSolutions-AS3",
         text="the GPU hosts' Auto Scaling group is driven by the ECS capacity provider, whose scaling shows in "
         "the cluster's events and Container Insights; an SNS topic would have no subscriber",
-    ),
-    "nat_subnet": _reason(
-        "HIPAA.Security-VPCNoUnrestrictedRouteToIGW",
-        text="a public subnet of the GPU VPC holds only the NAT gateway, which needs the internet gateway "
-        "route; hosts and tasks are in private subnets with no public addresses",
     ),
     "ecs_agent": _reason(
         IAM5,

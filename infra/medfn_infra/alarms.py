@@ -5,12 +5,15 @@
 - any throttle (reserved concurrency reached: callers got 429s or the queue waited),
 
 and per upload queue, its dead-letter queue holding anything and its oldest message older than
-the pipeline's retries can explain. The topic is encrypted with the queue key and takes TLS
-only; CloudWatch may publish to it, and use the key, for this account's alarms alone.
+the pipeline's retries (and, for a series function, its stability check's delay) can explain.
+The topic is encrypted with the queue key and takes TLS only; CloudWatch may publish to it,
+and use the key, for this account's alarms alone.
 docs/deploy.md ("When an alarm fires") says how to see what is stuck and how to redrive it.
 """
 
 from __future__ import annotations
+
+import math
 
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -89,8 +92,9 @@ class Alarms(Construct):
             self._queue_holds_messages(
                 f"{name}-upload-dead-letters", parts.upload_dead_letters, f"scans {name} failed {MAX_RECEIVES} times"
             )
-            # a message may wait MAX_RECEIVES visibility timeouts before the DLQ takes it; older is stuck
-            stuck_after_s = MAX_RECEIVES * 6 * parts.timeout_s + int(PERIOD.to_seconds())
+            # a message may wait MAX_RECEIVES visibility timeouts before the DLQ takes it (a series'
+            # stability check also its delay, settle_s); older is stuck
+            stuck_after_s = MAX_RECEIVES * 6 * parts.timeout_s + math.ceil(parts.settle_s) + int(PERIOD.to_seconds())
             self._alarm(
                 f"{name}-upload-queue-age",
                 parts.upload_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),

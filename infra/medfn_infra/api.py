@@ -1,18 +1,21 @@
 """The REST API (API Gateway v1: API keys and usage plans exist only there).
 
 Each model's task route and Open Inference Protocol routes go to its function: the `live`
-alias of a Lambda function, or the GPU service over a VPC link; the catalog, uploads and
-server-level routes go to the platform function. Every route but health wants an API key (the
-usage plan it counts against) and an authorizer: IAM (SigV4) by default, a Cognito user pool
-with MEDFN_AUTH=cognito, none with MEDFN_AUTH=api_key. The health routes want neither, so they
-reach no function that does real work: live is a mock integration, ready a small function of
-its own. The stage is throttled as a whole and per health route, and a WAFv2 web ACL with
-per-IP rate rules sits in front of it (MEDFN_WAF=0 removes it). Tiers from infra/tiers.toml
-become usage plans.
+alias of a Lambda function, or the GPU service over a VPC link; a function that takes uploads
+also takes STOW-RS there (`POST /v1/models/{model}/dicomweb/studies[/{study}]`, docs/pacs.md).
+The catalog, uploads and server-level routes go to the platform function. Every route but
+health wants an API key (the usage plan it counts against) and an authorizer: IAM (SigV4) by
+default, a Cognito user pool with MEDFN_AUTH=cognito, none with MEDFN_AUTH=api_key. The health
+routes want neither, so they reach no function that does real work: live is a mock integration,
+ready a small function of its own. The stage is throttled as a whole and per health route, and
+a WAFv2 web ACL with per-IP rate rules sits in front of it (MEDFN_WAF=0 removes it). Tiers from
+infra/tiers.toml become usage plans. A body over what Lambda takes is a 413 that says how to
+send it instead (REQUEST_TOO_LARGE, below).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from aws_cdk import ArnFormat, CfnOutput, Stack
@@ -23,6 +26,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from medfn.dicomweb.multipart import TOO_LARGE_HINT
 from medfn_infra.acknowledgements import IAM4, IAM5, REASONS, ack
 from medfn_infra.functions import log_group
 from medfn_infra.project import DeployedFunction, Project
@@ -33,8 +37,28 @@ STAGE = "prod"
 # (HTTP method, route path) -> the integration serving that route; an HTTP backend needs the
 # path, a Lambda alias answers every route of its function through one integration.
 IntegrationFor = Callable[[str, str], apigw.Integration]
-# Bodies API Gateway passes to Lambda as base64 (scans, DICOM, tensors, multipart forms).
-BINARY_MEDIA_TYPES = ["image/png", "image/jpeg", "application/dicom", "multipart/form-data", "application/octet-stream"]
+# Bodies API Gateway passes to Lambda as base64 (scans, DICOM, tensors, multipart forms, STOW-RS's
+# multipart/related), and answers it decodes from base64 for a client whose first Accept is one of
+# them: the STOW-RS answer, application/dicom+json, leaves the function (Mangum) base64-encoded.
+BINARY_MEDIA_TYPES = [
+    "image/png",
+    "image/jpeg",
+    "application/dicom",
+    "multipart/form-data",
+    "application/octet-stream",
+    "multipart/related",
+    "application/dicom+json",
+]
+# A binary body reaches Lambda base64-encoded (4/3 of its size) inside an event that must fit
+# Lambda's synchronous payload (6,291,556 bytes) with its headers and request context: about
+# 4.7 MB of body, 4.5 MB with room for long headers. API Gateway's own cap is 10 MB. A body in
+# between is refused by Lambda, and API Gateway answers REQUEST_TOO_LARGE: ours says what to do.
+LAMBDA_BINARY_BODY_MB = 4.5
+API_GATEWAY_BODY_MB = 10
+TOO_LARGE = (
+    f"the request body is too large: a function takes about {LAMBDA_BINARY_BODY_MB:g} MB of binary data per "
+    f"request (API Gateway {API_GATEWAY_BODY_MB} MB); {TOO_LARGE_HINT}"
+)
 PERIODS = {"DAY": apigw.Period.DAY, "WEEK": apigw.Period.WEEK, "MONTH": apigw.Period.MONTH}
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
 INVOKE_PATHS = ("/v1/*", "/v2", "/v2/*")  # what the customer invoke policy lets a principal call
@@ -127,6 +151,14 @@ class Api(Construct):
                 properties={"inputs": apigw.JsonSchema(type=apigw.JsonSchemaType.ARRAY, min_items=1)},
             ),
         )
+        self.rest_api.add_gateway_response(
+            "RequestTooLarge",
+            type=apigw.ResponseType.REQUEST_TOO_LARGE,
+            status_code="413",
+            # medfn's own error shape, as the function's 413 (medfn.dicomweb.routes) has it
+            templates={"application/json": json.dumps({"error": TOO_LARGE})},
+        )
+        self.dicomweb_roots: dict[str, str] = {}  # function -> its STOW-RS root (what a PACS is given)
         self._platform_routes(_integration(platform), _integration(health))
         models = self.rest_api.root.get_resource("v1").get_resource("models")  # type: ignore[union-attr]
         v2_models = self.rest_api.root.get_resource("v2").add_resource("models")  # type: ignore[union-attr]
@@ -192,8 +224,11 @@ class Api(Construct):
         v2_models: apigw.IResource,
     ) -> None:
         name = deployed.model.name
-        predict = models.add_resource(name).add_resource("predict")
+        v1_model = models.add_resource(name)
+        predict = v1_model.add_resource("predict")
         self._keyed(predict, "POST", integration("POST", predict.path), **self._validated(content_type=True))
+        if deployed.config.uploads:
+            self._stow_routes(deployed, v1_model, integration)
         model = v2_models.add_resource(name)
         version = model.add_resource("versions").add_resource("{version}")
         for base, path_params in ((model, {}), (version, {"method.request.path.version": True})):
@@ -208,6 +243,26 @@ class Api(Construct):
                 request_models={"application/json": self.infer_model},
                 **self._validated(path_params, content_type=True),
             )
+
+    def _stow_routes(self, deployed: DeployedFunction, model: apigw.IResource, integration: IntegrationFor) -> None:
+        """STOW-RS (medfn.dicomweb.routes): instances into the function's own upload prefix."""
+        root = model.add_resource("dicomweb")
+        studies = root.add_resource("studies")
+        study = studies.add_resource("{study}")
+        for resource, path_params in ((studies, {}), (study, {"method.request.path.study": True})):
+            self._keyed(
+                resource,
+                "POST",
+                integration("POST", resource.path),
+                **self._validated(path_params, content_type=True),
+            )
+        self.dicomweb_roots[deployed.name] = self.rest_api.url_for_path(root.path)
+        CfnOutput(
+            self,
+            f"Dicomweb{_pascal(deployed.name)}",
+            value=self.dicomweb_roots[deployed.name],
+            description=f"the DICOMweb root a PACS sends {deployed.model.name} studies to (STOW-RS)",
+        )
 
     def _validated(self, path_params: dict[str, bool] | None = None, content_type: bool = False) -> dict:  # type: ignore[type-arg]
         parameters = dict(path_params or {})
@@ -364,6 +419,10 @@ def lambda_routes(function: lambda_.IFunction) -> IntegrationFor:
     """Every route of a Lambda function through one proxy integration of its alias."""
     integration = _integration(function)
     return lambda _method, _path: integration
+
+
+def _pascal(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def _json_line(fields: dict[str, str]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, IgnoreMode
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -28,6 +28,15 @@ from medfn_infra.storage import LOG_RETENTION, Storage, grant_key
 ALIAS = "live"
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # the interpreter `medfn package` builds wheels for
 DEFAULT_RESERVED_CONCURRENCY = 5  # when function.toml sets none: caps spend and protects the account
+LAMBDA_DOCKERFILE = "containers/lambda.Dockerfile"
+# What a Lambda image's build context holds besides the function and its model (as
+# containers/lambda.Dockerfile.dockerignore has it).
+LAMBDA_IMAGE_CONTEXT = ["pyproject.toml", "README.md", "src/medfn", LAMBDA_DOCKERFILE,
+                        f"{LAMBDA_DOCKERFILE}.dockerignore", "containers/copy_function.py"]  # fmt: skip
+IMAGE_CONTEXT_NOISE = ["**/__pycache__", "**/*.egg-info", "model_store/build"]
+# The image's extras for a function that takes uploads: LAMBDA_DOCKERFILE's default (EXTRAS) and
+# `pacs`, with which it delivers its results to a PACS when the stack names one (MEDFN_DICOMWEB_URL)
+UPLOAD_IMAGE_EXTRAS = "volumes,aws,pacs"
 
 
 @dataclass
@@ -39,6 +48,8 @@ class FunctionParts:
     timeout_s: int
     upload_queue: sqs.Queue | None = None  # set by pipeline.connect_uploads
     upload_dead_letters: sqs.Queue | None = None
+    settle_s: float = 0  # set by pipeline.connect_series: how long a series' stability check waits
+    destination: bool = False  # set by pipeline.connect_destination: results go out to a PACS
 
 
 def secure_queue(scope: Construct, construct_id: str, storage: Storage, **kwargs) -> sqs.Queue:  # type: ignore[no-untyped-def]
@@ -119,12 +130,7 @@ def model_function(
     arch = lambda_.Architecture.ARM_64 if config.architecture == "arm64" else lambda_.Architecture.X86_64
     container = config.runtime == "container"
     if container:  # the image is synthesized as an asset and built only by `cdk deploy`
-        code: lambda_.Code = lambda_.Code.from_asset_image(
-            str(deployed.package.parent.parent),  # the repository: the image copies src/ and the model
-            file=f"functions/{config.name}/Dockerfile",
-            exclude=[".venv", ".git", "dist", ".medfn", "cdk.out", "**/__pycache__", "tests", "benchmarks"],
-            platform=Platform.LINUX_ARM64 if config.architecture == "arm64" else Platform.LINUX_AMD64,
-        )
+        code: lambda_.Code = container_code(deployed)
     else:
         code = lambda_.Code.from_asset(str(deployed.package))
     parts = lambda_function(
@@ -146,6 +152,30 @@ def model_function(
     return parts
 
 
+def container_code(deployed: DeployedFunction) -> lambda_.Code:
+    """`runtime = "container"`: functions/<name>/Dockerfile where the function has one, else the
+    shared containers/lambda.Dockerfile built for it (`FUNCTION=<name>`), with a build context
+    of this function, its model and medfn alone, so another model's change does not rebuild it."""
+    config, repo = deployed.config, deployed.package.parent.parent  # functions/<name> -> the repository
+    platform = Platform.LINUX_ARM64 if config.architecture == "arm64" else Platform.LINUX_AMD64
+    if (deployed.package / "Dockerfile").is_file():  # its own: the whole repository but what no image needs
+        return lambda_.Code.from_asset_image(
+            str(repo),
+            file=f"functions/{config.name}/Dockerfile",
+            exclude=[".venv", ".git", "dist", ".medfn", "cdk.out", "**/__pycache__", "tests", "benchmarks"],
+            platform=platform,
+        )
+    keep = [*LAMBDA_IMAGE_CONTEXT, f"functions/{config.name}", f"model_store/{config.model}"]
+    return lambda_.Code.from_asset_image(
+        str(repo),
+        file=LAMBDA_DOCKERFILE,
+        build_args={"FUNCTION": config.name, **({"EXTRAS": UPLOAD_IMAGE_EXTRAS} if config.uploads else {})},
+        ignore_mode=IgnoreMode.DOCKER,
+        exclude=["**", *(f"!{path}" for path in keep), *IMAGE_CONTEXT_NOISE],
+        platform=platform,
+    )
+
+
 def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
     """GetObject under the prefix and ListBucket limited to it: nothing of other models; the
     model key only as S3 decrypts those objects (medfn.serving.store.S3Store)."""
@@ -164,7 +194,8 @@ def read_model_prefix(role: iam.Role, storage: Storage, prefix: str) -> None:
 
 
 def acknowledge_function(name: str, parts: FunctionParts) -> None:
-    ack(parts.function, "HIPAA.Security-LambdaInsideVPC", REASONS["no_vpc"], f"function {name}")
+    no_vpc = REASONS["no_vpc_pacs" if parts.destination else "no_vpc"]
+    ack(parts.function, "HIPAA.Security-LambdaInsideVPC", no_vpc, f"function {name}")
     ack(parts.function, "AwsSolutions-L1", REASONS["python_312"], f"function {name}")
     ack(parts.role, INLINE, REASONS["inline_policy"], f"role of function {name}")
     ack(parts.role, f"{IAM5}[Resource::*]", REASONS["xray"], f"role of function {name}")

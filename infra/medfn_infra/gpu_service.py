@@ -2,14 +2,22 @@
 
 Lambda has no GPUs, and the task routes are synchronous, so each GPU function runs as an ECS
 service of `containers/gpu.Dockerfile` (`medfn serve`, dynamic batching on) on g6.xlarge
-instances (one NVIDIA L4 each, one task per GPU), in private subnets of its own VPC. An
+instances (one NVIDIA L4 each, one task per GPU), in isolated subnets of its own VPC. An
 internal Network Load Balancer gives each function a listener port, and the REST API reaches
 it through a VPC link with HTTP proxy integrations on the same routes a Lambda function gets.
+
+TLS end to end: API Gateway -> NLB over TLS with an ACM certificate (MEDFN_GPU_CERTIFICATE_ARN,
+checked by API Gateway against MEDFN_GPU_DOMAIN), NLB -> task over TLS again (target groups of
+protocol TLS; the task serves HTTPS with a key it makes at start, containers/gpu_serve_tls.py).
+No setting turns either hop into plaintext: a GPU function without them is refused at synth.
+The VPC has no internet gateway and no NAT: hosts and tasks reach AWS through VPC endpoints
+alone (S3 through its gateway endpoint, ECS, ECR and CloudWatch Logs through interface
+endpoints), and their security groups let out exactly that.
 SageMaker asynchronous endpoints scale to zero but answer through S3 and a notification,
 which the synchronous routes cannot return (docs/gpu.md).
 
-Nothing here is created unless a function asks for a GPU: the VPC's NAT gateway, the load
-balancer and the instances cost money every hour they exist.
+Nothing here is created unless a function asks for a GPU: the VPC's interface endpoints, the
+load balancer and the instances cost money every hour they exist.
 """
 
 from __future__ import annotations
@@ -38,20 +46,40 @@ VPC_CIDR = "10.80.0.0/16"
 INSTANCE_TYPE = "g6.xlarge"  # 1 NVIDIA L4 (24 GB), 4 vCPUs, 16 GiB: cheaper per hour than g5.xlarge (A10G)
 CONTAINER_PORT = 8080  # `medfn serve --port` in containers/gpu.Dockerfile
 FIRST_LISTENER_PORT = 8001  # one NLB port per GPU function, in discovery (name) order
-READY_PATH = "/v2/health/ready"
-NLB_LOG_PREFIX = (
-    "gpu-nlb"  # under the access-log bucket, with TLS listeners  # 503 until the model is loaded and verified
-)
+READY_PATH = "/v2/health/ready"  # 503 until the model is loaded and verified
+# Where containers/gpu_serve_tls.py writes the task's key and self-signed certificate at start.
+TASK_TLS_DIR = "/srv/.medfn/tls"
+NLB_LOG_PREFIX = "gpu-nlb"  # its access logs, under the access-log bucket
 ROOT_VOLUME_GIB = 60  # the CUDA and cuDNN layers alone are several GB; the AMI's 30 GiB is tight
 # API Gateway's default integration timeout; longer waits need a quota increase per account.
 MAX_INTEGRATION_TIMEOUT_S = 29
 # The image's build context, as containers/gpu.Dockerfile.dockerignore has it but with only
 # this function and its model, so another model's change does not rebuild and redeploy it.
 IMAGE_CONTEXT = ["pyproject.toml", "README.md", "src/medfn", "containers/gpu.Dockerfile",
-                 "containers/gpu.Dockerfile.dockerignore", "containers/copy_function.py"]  # fmt: skip
+                 "containers/gpu.Dockerfile.dockerignore", "containers/copy_function.py",
+                 "containers/gpu_serve_tls.py"]  # fmt: skip
 CONTEXT_NOISE = ["**/__pycache__", "**/*.egg-info", "model_store/build"]
-# hosts, tasks and the NLB: no public addresses; out through the NAT gateway
-PRIVATE_SUBNETS = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+# hosts, tasks, the NLB and the endpoints: no route to the internet, none to or from it
+PRIVATE_SUBNETS = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+# What the hosts reach besides S3 (ECR's image layers), each through an interface endpoint:
+# the ECS agent (register, poll for tasks, telemetry and Container Insights), image pulls and
+# the containers' logs (the awslogs driver runs on the host).
+INTERFACE_ENDPOINTS = {
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+}
+# What a GPU service needs at synth: no default is secure, so none is assumed.
+REQUIRED_SETTINGS = {
+    "gpu_certificate_arn": "MEDFN_GPU_CERTIFICATE_ARN (an ACM certificate in the stack's region that API "
+    "Gateway trusts: issued by ACM, or imported and signed by a public CA)",
+    "gpu_domain": "MEDFN_GPU_DOMAIN (the name that certificate is for; it need not resolve)",
+    "gpu_s3_prefix_list": "MEDFN_GPU_S3_PREFIX_LIST (S3's managed prefix list: aws ec2 describe-managed-prefix-lists "
+    "--filters Name=prefix-list-name,Values=com.amazonaws.<region>.s3 --query 'PrefixLists[0].PrefixListId')",
+}
 
 
 @dataclass
@@ -74,8 +102,11 @@ class GpuService(Construct):
         settings: Settings,
     ) -> None:
         super().__init__(scope, construct_id)
+        require_gpu_settings(settings, functions)
         self.settings = settings
+        self.s3 = ec2.Peer.prefix_list(settings.gpu_s3_prefix_list)
         self.vpc = self._vpc(storage)
+        self.endpoint_security = self._endpoints()
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         # Container Insights makes this group on first use, unencrypted and with its own retention:
         # declared first, it writes into ours
@@ -109,9 +140,7 @@ class GpuService(Construct):
             security_groups=[self.balancer_security],
             enforce_security_group_inbound_rules_on_private_link_traffic=False,
         )
-        self.tls = bool(settings.gpu_certificate_arn)
-        if self.tls:  # NLBs write access logs for TLS listeners only
-            self._log_access(storage)
+        self._log_access(storage)  # NLBs write access logs for TLS listeners (all of ours)
         self.vpc_link = apigw.VpcLink(
             self, "VpcLink", targets=[self.balancer], description="medfn REST API -> GPU services"
         )
@@ -123,16 +152,13 @@ class GpuService(Construct):
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(VPC_CIDR),
             max_azs=2,
-            nat_gateways=1,  # image pulls and ECS/CloudWatch APIs; one NAT, not one per AZ, at rest
+            # no internet gateway and no NAT gateway: out only through the endpoints below
+            nat_gateways=0,
             subnet_configuration=[
-                # the NAT gateway's only: it has its own Elastic IP, nothing else gets a public address
-                ec2.SubnetConfiguration(
-                    name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False
-                ),
-                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20),
+                ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=20),
             ],
-            # model reads and ECR's image layers (served from S3) bypass the NAT's per-GB charge
             restrict_default_security_group=True,  # every resource here has its own group
+            # model reads and ECR's image layers (served from S3)
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
             flow_logs={
                 "FlowLogs": ec2.FlowLogOptions(
@@ -141,6 +167,27 @@ class GpuService(Construct):
                 )
             },
         )
+
+    def _endpoints(self) -> ec2.SecurityGroup:
+        """The interface endpoints the hosts use, in both subnets, behind one group that admits
+        the hosts' group on 443 and nothing else (not the VPC's range, CDK's default)."""
+        security = ec2.SecurityGroup(
+            self,
+            "EndpointSecurity",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="GPU VPC interface endpoints: in from the GPU hosts on 443 only",
+        )
+        for construct_id, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                f"{construct_id}Endpoint",
+                service=service,
+                subnets=PRIVATE_SUBNETS,
+                security_groups=[security],
+                open=False,
+                private_dns_enabled=True,  # the SDKs' and the agent's usual names resolve to the endpoint
+            )
+        return security
 
     def _log_access(self, storage: Storage) -> None:
         """NLB access logs to the access-log bucket, delivered by CloudWatch's log delivery
@@ -189,13 +236,20 @@ class GpuService(Construct):
         )
 
     def _host_security(self) -> ec2.SecurityGroup:
-        """No inbound; out only on 443: ECS, ECR and CloudWatch APIs through the NAT gateway, S3
-        (image layers) through its gateway endpoint. DNS, NTP and instance metadata are
-        link-local services that security groups do not filter."""
+        """No inbound; out only on 443, to the interface endpoints' group (ECS, ECR, CloudWatch
+        Logs) and to S3's prefix list (image layers, through the gateway endpoint). The VPC's DNS
+        resolver, NTP and instance metadata are link-local services that groups do not filter."""
         security = ec2.SecurityGroup(
-            self, "HostSecurity", vpc=self.vpc, allow_all_outbound=False, description="GPU hosts: no inbound"
+            self,
+            "HostSecurity",
+            vpc=self.vpc,
+            allow_all_outbound=False,
+            description="GPU hosts: no inbound; out to the VPC endpoints only",
         )
-        security.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs over TLS")
+        security.connections.allow_to(
+            self.endpoint_security, ec2.Port.tcp(443), "ECS, ECR and CloudWatch Logs endpoints"
+        )
+        security.add_egress_rule(self.s3, ec2.Port.tcp(443), "S3 (ECR image layers) through its gateway endpoint")
         return security
 
     def _hosts(self, function_count: int) -> autoscaling.AutoScalingGroup:
@@ -259,15 +313,10 @@ class GpuService(Construct):
             },
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT)],
             logging=ecs.LogDrivers.aws_logs(stream_prefix=name, log_group=log_group(scope, "Logs", storage)),
-            # the CUDA base image has no curl; the image's Python fails on a 503
+            # the CUDA base image has no curl; the image's Python fails on a 503, and checks the
+            # certificate the task made at start (it names 127.0.0.1)
             health_check=ecs.HealthCheck(
-                command=[
-                    "CMD",
-                    "python",
-                    "-c",
-                    f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{READY_PATH}')",
-                ],
-                start_period=Duration.minutes(3),
+                command=["CMD", "python", "-c", _READY_CHECK], start_period=Duration.minutes(3)
             ),
         )
         security = ec2.SecurityGroup(
@@ -277,12 +326,10 @@ class GpuService(Construct):
             allow_all_outbound=False,
             description=f"GPU service {name}: in from the NLB only, out to S3 only",
         )
-        # in: the NLB's group (its forwarded requests and health checks), nothing else
+        # in: the NLB's group (its forwarded requests and health checks, TLS), nothing else
         security.connections.allow_from(self.balancer_security, ec2.Port.tcp(CONTAINER_PORT), "from the internal NLB")
-        # out: the model bucket over TLS. With S3's managed prefix list (MEDFN_GPU_S3_PREFIX_LIST,
-        # `aws ec2 describe-managed-prefix-lists`) that is S3 alone; without it, port 443 anywhere.
-        s3 = ec2.Peer.prefix_list(self.settings.gpu_s3_prefix_list) if self.settings.gpu_s3_prefix_list else None
-        security.add_egress_rule(s3 or ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "the model bucket (S3) over TLS")
+        # out: the model bucket over TLS, through the S3 gateway endpoint (S3's prefix list alone)
+        security.add_egress_rule(self.s3, ec2.Port.tcp(443), "the model bucket (S3) over TLS")
         service = ecs.Ec2Service(
             scope,
             "Service",
@@ -301,24 +348,22 @@ class GpuService(Construct):
         )
         service.node.add_dependency(storage.model_deployment)  # the model must be in the bucket first
         service.node.add_dependency(self.insights_logs)
-        tls = (
-            {
-                "protocol": elbv2.Protocol.TLS,
-                "certificates": [elbv2.ListenerCertificate.from_arn(self.settings.gpu_certificate_arn)],
-                "ssl_policy": elbv2.SslPolicy.RECOMMENDED_TLS,
-            }
-            if self.tls
-            else {"protocol": elbv2.Protocol.TCP}
+        # TLS from API Gateway to the NLB, with the deployment's certificate (TLS 1.3 and 1.2)
+        listener = self.balancer.add_listener(
+            f"{_construct_id(name)}Listener",
+            port=listener_port,
+            protocol=elbv2.Protocol.TLS,
+            certificates=[elbv2.ListenerCertificate.from_arn(self.settings.gpu_certificate_arn)],
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
         )
-        # TLS ends at the NLB: from there to the task it is TCP inside the private subnets
-        listener = self.balancer.add_listener(f"{_construct_id(name)}Listener", port=listener_port, **tls)
+        # and TLS again from the NLB to the task, whose certificate the NLB does not validate
         listener.add_targets(
             f"{_construct_id(name)}Targets",
             port=CONTAINER_PORT,
-            protocol=elbv2.Protocol.TCP,
+            protocol=elbv2.Protocol.TLS,
             targets=[service],
             health_check=elbv2.HealthCheck(
-                protocol=elbv2.Protocol.HTTP, path=READY_PATH, interval=Duration.seconds(15)
+                protocol=elbv2.Protocol.HTTPS, path=READY_PATH, interval=Duration.seconds(15)
             ),
             deregistration_delay=Duration.seconds(30),  # requests are seconds long at most
         )
@@ -328,11 +373,9 @@ class GpuService(Construct):
     def integration_for(self, name: str) -> IntegrationFor:
         """(method, route path) -> an HTTP proxy integration to that route on the function's port."""
         port, timeout_s = self.functions[name].listener_port, self.functions[name].deployed.config.timeout_s
-        # over the VPC link the host is not looked up: it is the Host header and, with TLS, the
-        # name API Gateway checks the NLB's certificate against
-        scheme, host = (
-            ("https", self.settings.gpu_domain) if self.tls else ("http", self.balancer.load_balancer_dns_name)
-        )
+        # over the VPC link the host is not looked up: it is the Host header and the name API
+        # Gateway checks the NLB's certificate against
+        host = self.settings.gpu_domain
 
         def integration(method: str, path: str) -> apigw.Integration:
             # the container serves the REST API's own paths, so each route forwards to itself
@@ -340,7 +383,7 @@ class GpuService(Construct):
             return apigw.Integration(
                 type=apigw.IntegrationType.HTTP_PROXY,
                 integration_http_method=method,
-                uri=f"{scheme}://{host}:{port}{path}",
+                uri=f"https://{host}:{port}{path}",
                 options=apigw.IntegrationOptions(
                     connection_type=apigw.ConnectionType.VPC_LINK,
                     vpc_link=self.vpc_link,
@@ -352,33 +395,26 @@ class GpuService(Construct):
         return integration
 
 
+def require_gpu_settings(settings: Settings, functions: list[DeployedFunction]) -> None:
+    missing = [what for name, what in REQUIRED_SETTINGS.items() if not getattr(settings, name)]
+    if missing:
+        names = ", ".join(f.name for f in functions)
+        raise ValueError(
+            f'accelerator = "gpu" ({names}): the GPU service is TLS end to end and reaches AWS only through '
+            f"VPC endpoints, and needs at synth {'; '.join(missing)}. Set each as an environment variable for "
+            "`medfn synth`, or as CDK context medfn:<name in lower case without MEDFN_> (docs/deploy.md, Security)"
+        )
+
+
 def acknowledge_gpu_service(gpu: GpuService) -> None:
     balancer = gpu.balancer
-    if not gpu.tls:
-        for rule in ("AwsSolutions-ELB2", "HIPAA.Security-ELBLoggingEnabled"):
-            ack(balancer, rule, REASONS["nlb_logs_tcp"], "the GPU services' internal NLB")
     ack(
         balancer,
         "HIPAA.Security-ELBDeletionProtectionEnabled",
         REASONS["nlb_no_deletion_protection"],
         "the GPU services' internal NLB",
     )
-    for name, function in gpu.functions.items():
-        if not gpu.tls:
-            ack(
-                function.listener,
-                "HIPAA.Security-ELBv2ACMCertificateRequired",
-                REASONS["nlb_tcp_listener"],
-                f"NLB listener of {name}",
-            )
     ack(gpu.hosts, "AwsSolutions-AS3", REASONS["asg_notifications"], "the GPU hosts' Auto Scaling group")
-    for subnet in gpu.vpc.public_subnets:
-        ack(
-            subnet.node.find_child("DefaultRoute"),
-            "HIPAA.Security-VPCNoUnrestrictedRouteToIGW",
-            REASONS["nat_subnet"],
-            f"public subnet {subnet.node.id} of the GPU VPC",
-        )
     flow_logs_role = gpu.vpc.node.find_child("FlowLogs").node.find_child("IAMRole")
     ack(flow_logs_role, INLINE, REASONS["inline_policy"], "the VPC flow logs' role")
     host_role = gpu.node.find_child("HostRole")
@@ -417,6 +453,14 @@ def _image(scope: Construct, deployed: DeployedFunction) -> ecr_assets.DockerIma
         ignore_mode=IgnoreMode.DOCKER,
         exclude=["**", *(f"!{path}" for path in keep), *CONTEXT_NOISE],
     )
+
+
+# The container's health check: GET the ready route over HTTPS, verifying the task's own certificate.
+_READY_CHECK = (
+    "import ssl, urllib.request; urllib.request.urlopen("
+    f"'https://127.0.0.1:{CONTAINER_PORT}{READY_PATH}', "
+    f"context=ssl.create_default_context(cafile='{TASK_TLS_DIR}/cert.pem'), timeout=4)"
+)
 
 
 def _path_parameters(path: str) -> list[str]:

@@ -14,14 +14,32 @@ src/ and checks the synthesized policies allow it):
 - `S3Storage.quarantine` (move mode): CopyObject of that version to `quarantine/<fn>/` with
   new tags (s3:GetObjectVersion on the source; s3:PutObject and s3:PutObjectTagging on the copy)
 - `S3Storage.release`: DeleteObject of that version (s3:DeleteObjectVersion) under `<fn>/`
-- `DynamoStatusTable`: GetItem, PutItem, UpdateItem on the status table
+- `DynamoStatusTable`: GetItem, PutItem, UpdateItem on the status table, and Query (the
+  earlier records of an object key: one scan per upload slot)
 - KMS through S3 and DynamoDB only (kms:ViaService); the queue key through SQS only.
+
+A function with `[series]` in its function.toml (DICOM instances assembled into series) gets,
+besides (`connect_series`): GetItem, PutItem, UpdateItem and Query on the series table, only
+on partition keys that start with `<function>/` (dynamodb:LeadingKeys), and SendMessage to its
+own upload queue (the stability check: a message delayed by `settle_s`, sent back to it).
+
+PACS on both ends (docs/pacs.md), in AWS:
+
+- STOW-RS in: an upload function with HTTP routes takes `POST .../dicomweb/studies[/{study}]`
+  (api.Api routes them) and stores each instance with `S3Sink.put` (medfn.sources.http.upload_sink):
+  PutObject under its own `<fn>/` of the upload bucket (`MEDFN_UPLOAD_BUCKET`), whose event comes
+  back to it through its queue like any upload; S3 makes a data key for it (the grant above).
+- Results out (`connect_destination`, with MEDFN_DICOMWEB_URL set at synth): every upload
+  function stores its SEG and SR there by STOW-RS; with MEDFN_DICOMWEB_SECRET_ARN,
+  `CredentialSource` reads that one secret (secretsmanager:GetSecretValue on its ARN alone), and
+  with MEDFN_DICOMWEB_SECRET_KEY_ARN Secrets Manager decrypts it with that key for the role
+  (kms:Decrypt through Secrets Manager, for that secret's encryption context alone).
 """
 
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Aws, Duration, Names
+from aws_cdk import Aws, Duration, Names, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -30,7 +48,8 @@ from constructs import Construct
 from medfn_infra.acknowledgements import REASONS, acknowledge_prefix
 from medfn_infra.functions import FunctionParts, secure_queue
 from medfn_infra.project import DeployedFunction
-from medfn_infra.storage import Storage, grant_key
+from medfn_infra.settings import Settings
+from medfn_infra.storage import RETENTION, Storage, grant_key
 
 MAX_RECEIVES = 3  # = MEDFN_MAX_ATTEMPTS: the pipeline writes its error record on the last one
 RESULTS_PREFIX = "results/"
@@ -50,8 +69,16 @@ SCAN_ACTIONS = {
         "s3:PutObjectVersionTagging",
     ],
 }
+# What medfn's series assembly calls on the series table (each on its own function's keys only).
+SERIES_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
 # What Lambda's event source mapping calls on the queue with the function's role.
 CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+# Results out: medfn.dicomweb.delivery.RetryPolicy's tries and waits (0.5 s, doubled, at most 8 s),
+# and the share of the function's timeout a delivery may take, so that a PACS that does not answer
+# ends in the retryable error record (docs/pipeline.md), not in a timed-out invocation.
+DESTINATION_ATTEMPTS = 4
+DESTINATION_WAITS_S = sum(min(0.5 * 2**i, 8.0) for i in range(DESTINATION_ATTEMPTS - 1))
+DESTINATION_SHARE = 2 / 3
 
 
 def upload_prefix(function: str) -> str:
@@ -98,7 +125,14 @@ class UploadQueue:
         )
 
 
-def connect_uploads(scope: Construct, deployed: DeployedFunction, parts: FunctionParts, storage: Storage) -> sqs.Queue:
+def series_key_prefix(function: str) -> str:
+    """Every series table key of `function` starts with this: `<function>/<study>/<series>`."""
+    return f"{function}/"
+
+
+def connect_uploads(
+    scope: Construct, deployed: DeployedFunction, parts: FunctionParts, storage: Storage, settings: Settings
+) -> sqs.Queue:
     name = deployed.name
     dead_letters = secure_queue(scope, f"{_id(name)}UploadDeadLetters", storage, retention_period=Duration.days(14))
     queue = secure_queue(
@@ -128,13 +162,86 @@ def connect_uploads(scope: Construct, deployed: DeployedFunction, parts: Functio
     parts.function.add_environment("MEDFN_QUARANTINE_MODE", QUARANTINE_MODE)
     parts.function.add_environment("MEDFN_STATUS_TABLE", storage.status_table.table_name)
     parts.function.add_environment("MEDFN_MAX_ATTEMPTS", str(MAX_RECEIVES))
-    grant_pipeline_access(parts.role, name, storage)
+    # STOW-RS comes through the function's HTTP routes: none, no route (api.Api) and no grant
+    stow = deployed.config.http
+    if stow:
+        parts.function.add_environment("MEDFN_UPLOAD_BUCKET", storage.uploads.bucket_name)
+    grant_pipeline_access(parts.role, name, storage, stow=stow)
     parts.upload_queue, parts.upload_dead_letters = queue, dead_letters
+    if deployed.config.series is not None:
+        connect_series(deployed, parts, storage)
+    if settings.dicomweb_url:
+        connect_destination(parts, settings)
     return queue
 
 
-def grant_pipeline_access(role: iam.Role, function: str, storage: Storage, mode: str = QUARANTINE_MODE) -> None:
-    """Read its own uploads, quarantine them, write results and status: named actions only."""
+def connect_series(deployed: DeployedFunction, parts: FunctionParts, storage: Storage) -> None:
+    """Series assembly (medfn.studies): records in the series table under `<function>/`, and the
+    stability check, a message delayed by `settle_s` sent back to the function's own queue."""
+    series, queue, table = deployed.config.series, parts.upload_queue, storage.series_table
+    assert series is not None and queue is not None and table is not None
+    parts.function.add_environment("MEDFN_SERIES_TABLE", table.table_name)
+    parts.function.add_environment("MEDFN_SERIES_SETTLE_S", f"{series.settle_s:g}")
+    parts.function.add_environment("MEDFN_SERIES_QUEUE_URL", queue.queue_url)
+    parts.function.add_environment("MEDFN_SERIES_RETENTION_DAYS", str(RETENTION["series_records"]))
+    parts.role.add_to_policy(
+        iam.PolicyStatement(
+            actions=SERIES_ACTIONS,
+            resources=[table.table_arn],
+            # every key the request names (item keys, a query's partition) is this function's
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{series_key_prefix(deployed.name)}*"]}},
+        )
+    )
+    # the data key through DynamoDB: grant_pipeline_access gave it (the series table shares the key)
+    # the queue key through SQS (kms:GenerateDataKey, kms:Decrypt): lambda_function gave it
+    parts.role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
+    parts.settle_s = series.settle_s
+
+
+def connect_destination(parts: FunctionParts, settings: Settings) -> None:
+    """Results out by STOW-RS (medfn.dicomweb.destination_from_env): the URL, the secret's ARN
+    (never a credential: the code reads the secret at its first delivery), and a per-try timeout
+    that keeps every try and wait within DESTINATION_SHARE of the function's timeout."""
+    function, role = parts.function, parts.role
+    parts.destination = True
+    function.add_environment("MEDFN_DICOMWEB_URL", settings.dicomweb_url)
+    function.add_environment("MEDFN_DESTINATION_ATTEMPTS", str(DESTINATION_ATTEMPTS))
+    function.add_environment("MEDFN_DESTINATION_TIMEOUT_S", f"{destination_timeout_s(parts.timeout_s):g}")
+    secret, key = settings.dicomweb_secret_arn, settings.dicomweb_secret_key_arn
+    if not secret:
+        return
+    region = Stack.of(function).region
+    if not Token.is_unresolved(region) and secret.split(":")[3] != region:
+        # CredentialSource calls Secrets Manager in the function's own region
+        raise ValueError(f"MEDFN_DICOMWEB_SECRET_ARN must be a secret in the stack's region, {region}")
+    function.add_environment("MEDFN_DICOMWEB_SECRET", secret)
+    role.add_to_policy(iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret]))
+    if key:  # a customer managed key: Secrets Manager decrypts with it for the role, this secret only
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[key],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com",
+                        "kms:EncryptionContext:SecretARN": secret,
+                    }
+                },
+            )
+        )
+
+
+def destination_timeout_s(function_timeout_s: int) -> float:
+    """Each try's timeout: the tries and the waits between them within the share, 1 s at least."""
+    per_try = (function_timeout_s * DESTINATION_SHARE - DESTINATION_WAITS_S) / DESTINATION_ATTEMPTS
+    return max(1.0, int(per_try * 10) / 10)
+
+
+def grant_pipeline_access(
+    role: iam.Role, function: str, storage: Storage, mode: str = QUARANTINE_MODE, stow: bool = False
+) -> None:
+    """Read its own uploads, quarantine them, write results and status: named actions only;
+    with `stow`, write the instances its STOW-RS route receives under its own prefix too."""
     uploads, results = storage.uploads, storage.results
     own, quarantine, written = (
         f"{upload_prefix(function)}*",
@@ -143,7 +250,9 @@ def grant_pipeline_access(role: iam.Role, function: str, storage: Storage, mode:
     )
     subject = f"role of function {function}"
     role.add_to_policy(iam.PolicyStatement(actions=SCAN_ACTIONS[mode], resources=[uploads.arn_for_objects(own)]))
-    acknowledge_prefix(role, uploads, own, REASONS["own_uploads"], subject)
+    if stow:  # S3Sink.put: put_object of <fn>/<study>/<series>/<sop>.dcm
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[uploads.arn_for_objects(own)]))
+    acknowledge_prefix(role, uploads, own, REASONS["own_uploads_stow" if stow else "own_uploads"], subject)
     # S3Storage.fetch lists a slot upload's versions (one scan per slot), under its own prefix only
     role.add_to_policy(
         iam.PolicyStatement(
@@ -165,7 +274,7 @@ def grant_pipeline_access(role: iam.Role, function: str, storage: Storage, mode:
     grant_key(role, storage.data_key, ["kms:Decrypt", "kms:GenerateDataKey"], via="s3")
     role.add_to_policy(
         iam.PolicyStatement(
-            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"],
             resources=[storage.status_table.table_arn],
         )
     )

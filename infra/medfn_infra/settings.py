@@ -8,12 +8,18 @@ Defaults are the secure ones; docs/deploy.md ("Security") says what each costs.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from constructs import Node
 
 AUTH_MODES = ("iam", "cognito", "api_key")
+# A secret's complete ARN (with the 6 characters Secrets Manager appends to the name): the role
+# is granted exactly this resource, so a partial ARN or a name would match nothing.
+SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}")
+KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 
 
 @dataclass(frozen=True)
@@ -26,10 +32,17 @@ class Settings:
     stage_burst_limit: int = 0  # 0: the top tier's burst
     alarm_email: str = ""  # subscribed to the alarm topic when given
     results_retention_days: int = 0  # results expire after this many days; 0: kept until deleted
+    # The GPU service's (gpu_service.REQUIRED_SETTINGS): needed, and only needed, when a function
+    # has accelerator = "gpu"; without them such a project is refused at synth
     gpu_certificate_arn: str = ""  # an ACM certificate for the NLB's TLS listeners
     gpu_domain: str = ""  # the name that certificate is for (the integrations' host)
-    gpu_s3_prefix_list: str = ""  # S3's managed prefix list (pl-...): GPU tasks reach only S3
+    gpu_s3_prefix_list: str = ""  # S3's managed prefix list (pl-...): GPU hosts and tasks reach S3 alone
     snapstart: bool = True
+    # Results out (docs/pacs.md): every upload function stores its DICOM results (SR, SEG) into
+    # this PACS by STOW-RS; none by default
+    dicomweb_url: str = ""  # the PACS's DICOMweb root, https:// only
+    dicomweb_secret_arn: str = ""  # a secret the customer made: {"username", "password"} or {"token"}
+    dicomweb_secret_key_arn: str = ""  # the customer managed KMS key of that secret, if not aws/secretsmanager
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -38,6 +51,30 @@ class Settings:
             raise ValueError("MEDFN_AUTH=cognito needs MEDFN_USER_POOL_ARN, the user pool whose tokens to accept")
         if bool(self.gpu_certificate_arn) != bool(self.gpu_domain):
             raise ValueError("MEDFN_GPU_CERTIFICATE_ARN and MEDFN_GPU_DOMAIN go together (TLS to the GPU services)")
+        self._check_dicomweb()
+
+    def _check_dicomweb(self) -> None:
+        url, secret, key = self.dicomweb_url, self.dicomweb_secret_arn, self.dicomweb_secret_key_arn
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ValueError("MEDFN_DICOMWEB_URL must be an https:// URL: results concern a patient")
+            if parts.username or parts.password:
+                raise ValueError(
+                    "MEDFN_DICOMWEB_URL must hold no credentials: name a secret (MEDFN_DICOMWEB_SECRET_ARN)"
+                )
+        if secret and not url:
+            raise ValueError("MEDFN_DICOMWEB_SECRET_ARN needs MEDFN_DICOMWEB_URL, the PACS it authenticates to")
+        if secret and not SECRET_ARN.fullmatch(secret):
+            raise ValueError("MEDFN_DICOMWEB_SECRET_ARN must be a secret's complete ARN (arn:...:secret:<name>-XXXXXX)")
+        if key and not secret:
+            raise ValueError(
+                "MEDFN_DICOMWEB_SECRET_KEY_ARN is the key of a secret: name it (MEDFN_DICOMWEB_SECRET_ARN)"
+            )
+        if key and not KEY_ARN.fullmatch(key):
+            raise ValueError(
+                "MEDFN_DICOMWEB_SECRET_KEY_ARN must be a KMS key's ARN (arn:...:kms:<region>:<acct>:key/<id>)"
+            )
 
     @classmethod
     def load(cls, node: Node, environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,4 +109,7 @@ class Settings:
             gpu_domain=text("gpu_domain"),
             gpu_s3_prefix_list=text("gpu_s3_prefix_list"),
             snapstart=switch("snapstart", True),
+            dicomweb_url=text("dicomweb_url"),
+            dicomweb_secret_arn=text("dicomweb_secret_arn"),
+            dicomweb_secret_key_arn=text("dicomweb_secret_key_arn"),
         )

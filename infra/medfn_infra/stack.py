@@ -46,7 +46,7 @@ class MedfnStack(Stack):
             # a new model version must be in the bucket before the version snapshot loads it
             parts.function.node.add_dependency(storage.model_deployment)
             if deployed.config.uploads:
-                connect_uploads(self, deployed, parts, storage)
+                connect_uploads(self, deployed, parts, storage, settings)
         platform = self._platform(project, storage)
         health = self._health(project, storage)
         routes: dict[str, IntegrationFor] = {name: lambda_routes(parts.alias) for name, parts in functions.items()}
@@ -69,6 +69,8 @@ class MedfnStack(Stack):
         CfnOutput(self, "UploadBucket", value=storage.uploads.bucket_name)
         CfnOutput(self, "ResultsBucket", value=storage.results.bucket_name)
         CfnOutput(self, "StatusTable", value=storage.status_table.table_name)
+        if storage.series_table is not None:
+            CfnOutput(self, "SeriesTable", value=storage.series_table.table_name)
         CfnOutput(self, "AlarmTopic", value=alarms.topic.topic_arn, description="subscribe to get the alarms")
         for name, parts in functions.items():
             if parts.upload_queue is not None and parts.upload_dead_letters is not None:

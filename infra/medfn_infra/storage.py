@@ -1,8 +1,9 @@
-"""Where data rests: the KMS keys, the model, upload and results buckets, the status table.
+"""Where data rests: the KMS keys, the model, upload and results buckets, the status table,
+and the series table (only when a function assembles DICOM series: `[series]` in function.toml).
 
 Three keys, so that a role's decrypt right says what it may read: the model key (the model
-bucket: nothing in it concerns a patient), the data key (uploads, results, the status table,
-its backups and every log group: anything that may concern a patient), and the queue key
+bucket: nothing in it concerns a patient), the data key (uploads, results, the status and series
+tables, their backups and every log group: anything that may concern a patient), and the queue key
 (SQS messages and the alarm topic, which S3, SQS and CloudWatch must be allowed to use, each
 on conditions naming this account and the source). Every bucket is KMS-encrypted (with S3
 Bucket Keys, so KMS is called per bucket-key, not per object), versioned, TLS-only, closed to
@@ -37,9 +38,14 @@ RETENTION = {
     "access_logs": 365,
     "access_logs_noncurrent": 30,
     "logs": 365,  # every CloudWatch log group
-    "table_backups": 35,  # daily AWS Backup copies of the status table (point-in-time recovery: 35 too)
+    "table_backups": 35,  # daily AWS Backup copies of the tables (point-in-time recovery: 35 too)
+    # series records (a series' state and its instances) expire this long after their last
+    # write (TTL on `expires_at`, set by the code from MEDFN_SERIES_RETENTION_DAYS): as long as
+    # the uploads they index, so a redriven instance still finds its series
+    "series_records": 30,
 }
 LOG_RETENTION = logs.RetentionDays.ONE_YEAR  # = RETENTION["logs"]
+SERIES_TTL_ATTRIBUTE = "expires_at"  # epoch seconds; DynamoDB deletes the item after it (within days)
 # What the model bucket's policy denies to every principal but the deploy-time copy.
 MODEL_WRITES = ["s3:PutObject*", "s3:DeleteObject*", "s3:RestoreObject"]
 
@@ -98,7 +104,12 @@ class Storage(Construct):
             deletion_protection=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.backup_plan = self._back_up_table()
+        # one table for every series function: its keys start with "<function>/", and each
+        # function's role may touch only its own (dynamodb:LeadingKeys, pipeline.connect_series)
+        self.series_table = (
+            self._series_table() if any(f.config.series is not None for f in project.functions) else None
+        )
+        self.backup_plan = self._back_up_tables()
         # the deploy-time copy logs to a group of ours: retention and encryption like every other
         self.model_deployment_logs = logs.LogGroup(
             self, "ModelStoreLogs", encryption_key=self.data_key, retention=LOG_RETENTION
@@ -163,7 +174,26 @@ class Storage(Construct):
             )
         )
 
-    def _back_up_table(self) -> backup.BackupPlan:
+    def _series_table(self) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            "SeriesTable",
+            # the keys medfn.studies' series records use: "<function>/<StudyInstanceUID>/<SeriesInstanceUID>",
+            # and "series" (the series record) or "instance#<SOPInstanceUID>" (one per instance)
+            partition_key=dynamodb.Attribute(name="series", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="item", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.data_key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute=SERIES_TTL_ATTRIBUTE,
+            deletion_protection=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _back_up_tables(self) -> backup.BackupPlan:
         """Daily AWS Backup copies beside point-in-time recovery: a copy outside the table's own
         lifecycle, which survives a table deleted by mistake (PITR does not)."""
         vault = backup.BackupVault(
@@ -181,7 +211,16 @@ class Storage(Construct):
                 )
             ],
         )
-        plan.add_selection("StatusTable", resources=[backup.BackupResource.from_dynamo_db_table(self.status_table)])
+        status = plan.add_selection(
+            "StatusTable", resources=[backup.BackupResource.from_dynamo_db_table(self.status_table)]
+        )
+        if self.series_table is not None:  # a selection of its own (the status table's is kept as deployed), same role
+            plan.add_selection(
+                "SeriesTable",
+                resources=[backup.BackupResource.from_dynamo_db_table(self.series_table)],
+                role=status.node.find_child("Role"),  # type: ignore[arg-type]
+                disable_default_backup_policy=True,  # the role has it already
+            )
         return plan
 
     def _let_cloudwatch_logs_use_key(self) -> None:
@@ -238,13 +277,13 @@ def acknowledge_storage(storage: Storage) -> None:
         REASONS["access_logs_sse_s3"],
         "bucket AccessLogs",
     )
-    [selection] = [c for c in storage.backup_plan.node.children if isinstance(c, backup.BackupSelection)]
-    role = selection.node.find_child("Role")
+    # the status table's selection made the role; the series table's selection shares it
+    role = storage.backup_plan.node.find_child("StatusTable").node.find_child("Role")
     ack(
         role,
         f"{IAM4}[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
         REASONS["backup_role"],
-        "the status table's backup selection role",
+        "the tables' backup selection role",
     )
 
 

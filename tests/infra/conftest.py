@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "infra"))
 
 from aws_cdk.assertions import Template  # noqa: E402
 
-from tests.infra.stack_project import fake_project  # noqa: E402
+from tests.infra.stack_project import DESTINATION, fake_project  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +24,25 @@ def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def template(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Template:
+def assembly_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the shared stack is synthesized (the asset manifest and staged assets are there)."""
+    return tmp_path_factory.mktemp("cdk.out")
+
+
+@pytest.fixture(scope="session")
+def template(project_root: Path, assembly_dir: Path) -> Template:
     from medfn_infra.app import build_app
 
-    assembly = build_app(tmp_path_factory.mktemp("cdk.out"), repo=project_root, nag=False).synth()
+    assembly = build_app(assembly_dir, repo=project_root, nag=False).synth()
+    [stack] = assembly.stacks
+    return Template.from_json(stack.template)
+
+
+@pytest.fixture(scope="session")
+def destination_template(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """The stack given a DICOMweb destination for results (DESTINATION), cdk-nag off."""
+    from medfn_infra.app import build_app
+
+    assembly = build_app(tmp_path_factory.mktemp("cdk.out"), repo=project_root, nag=False, context=DESTINATION).synth()
     [stack] = assembly.stacks
     return Template.from_json(stack.template)

@@ -5,8 +5,10 @@ moto (tests/pipeline) runs the code against fake AWS but enforces no IAM at all,
 code makes and the stack does not grant fails only in AWS; tests/infra/test_permissions.py
 asks this module instead. What it models: Allow and Deny statements, Action/Resource globs,
 and the condition operators this stack uses (String*, Arn*, Bool; their Not forms; missing
-keys as IAM treats them). What it does not: NotAction/NotResource, permission boundaries,
-SCPs, sessions, key policies (this stack's keys trust the account, so IAM policies decide).
+keys as IAM treats them; the set qualifiers ForAllValues and ForAnyValue on multivalued keys
+such as dynamodb:LeadingKeys, given as a list or a single string). What it does not:
+NotAction/NotResource, permission boundaries, SCPs, sessions, key policies (this stack's keys
+trust the account, so IAM policies decide).
 """
 
 from __future__ import annotations
@@ -119,9 +121,13 @@ class Policies:
                 found += _statements(self.resolver.resolve(resource["Properties"]["PolicyDocument"]))
         return found
 
-    def decision(self, role: str, action: str, resource: str, context: dict[str, str] | None = None) -> str:
+    def decision(self, role: str, action: str, resource: str, context: dict[str, str | list[str]] | None = None) -> str:
         """ "allowed", "denied" (an explicit Deny) or "not granted" (no Allow matches)."""
-        request = {"aws:SecureTransport": "true", "aws:PrincipalArn": self.role_arn(role), **(context or {})}
+        request: dict[str, str | list[str]] = {
+            "aws:SecureTransport": "true",
+            "aws:PrincipalArn": self.role_arn(role),
+            **(context or {}),
+        }
         principal = self.role_arn(role)
         identity = self.identity_statements(role)
         resource_based = [s for s in self.bucket_statements(resource) if _names_principal(s, principal)]
@@ -130,7 +136,7 @@ class Policies:
             return "denied"
         return "allowed" if any(s["Effect"] == "Allow" for s in matching) else "not granted"
 
-    def allows(self, role: str, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    def allows(self, role: str, action: str, resource: str, context: dict[str, str | list[str]] | None = None) -> bool:
         return self.decision(role, action, resource, context) == "allowed"
 
 
@@ -153,7 +159,7 @@ def _names_principal(statement: dict[str, Any], principal_arn: str) -> bool:
     return False
 
 
-def _matches(statement: dict[str, Any], action: str, resource: str, request: dict[str, str]) -> bool:
+def _matches(statement: dict[str, Any], action: str, resource: str, request: dict[str, str | list[str]]) -> bool:
     assert "NotAction" not in statement and "NotResource" not in statement, statement
     if not any(fnmatchcase(action.lower(), a.lower()) for a in _as_list(statement["Action"])):
         return False
@@ -166,19 +172,42 @@ def _matches(statement: dict[str, Any], action: str, resource: str, request: dic
     )
 
 
-def _condition(operator: str, key: str, expected: list[str], request: dict[str, str]) -> bool:
+def _condition(operator: str, key: str, expected: list[str], request: dict[str, str | list[str]]) -> bool:
+    qualifier, _, operator = operator.rpartition(":")  # "ForAllValues:StringLike" -> a set operator
+    if qualifier:
+        return _set_condition(qualifier, operator, key, expected, request)
     negated = "Not" in operator
     base = operator.replace("Not", "").removesuffix("IfExists")
     if key not in request:
         # IAM: a missing key fails a positive operator and satisfies a negated one (and ...IfExists)
         return negated or operator.endswith("IfExists")
     actual = request[key]
+    assert isinstance(actual, str), f"{key} has several values: only ForAllValues/ForAnyValue take them"
+    return _hit(base, actual, expected) != negated
+
+
+def _set_condition(
+    qualifier: str, operator: str, key: str, expected: list[str], request: dict[str, str | list[str]]
+) -> bool:
+    """ForAllValues: every value of the key matches (vacuously true when the request has none:
+    IAM's own rule, so grant only actions whose requests always carry the key); ForAnyValue:
+    at least one does (false when it has none). Negated operators are not modelled."""
+    assert "Not" not in operator and "IfExists" not in operator, operator
+    values = request.get(key, [])
+    values = [values] if isinstance(values, str) else list(values)
+    hits = [_hit(operator, v, expected) for v in values]
+    if qualifier == "ForAllValues":
+        return all(hits)
+    if qualifier == "ForAnyValue":
+        return any(hits)
+    raise AssertionError(f"condition qualifier {qualifier} is not modelled here")
+
+
+def _hit(base: str, actual: str, expected: list[str]) -> bool:
     if base in ("StringEquals", "ArnEquals"):
-        hit = actual in expected
-    elif base in ("StringLike", "ArnLike"):
-        hit = any(fnmatchcase(actual, e) for e in expected)
-    elif base == "Bool":
-        hit = actual.lower() in [str(e).lower() for e in expected]
-    else:
-        raise AssertionError(f"condition operator {operator} is not modelled here")
-    return hit != negated
+        return actual in expected
+    if base in ("StringLike", "ArnLike"):
+        return any(fnmatchcase(actual, e) for e in expected)
+    if base == "Bool":
+        return actual.lower() in [str(e).lower() for e in expected]
+    raise AssertionError(f"condition operator {base} is not modelled here")

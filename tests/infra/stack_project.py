@@ -1,8 +1,10 @@
 """The project the stack tests synthesize: a copy of the repository's functions and models,
-one more function folder, and stand-in zips; and helpers to find things in its template."""
+two more function folders (a zip function, and a container function that assembles DICOM
+series), and stand-in zips; and helpers to find things in its template."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tomllib
 import zipfile
@@ -13,6 +15,33 @@ from aws_cdk.assertions import Template
 from tests.conftest import REPO
 
 EXTRA = "toy_tensor"  # a function folder that exists only in this test's project
+SERIES = "toy_series"  # a container function with [series]: uploads assembled into series, no HTTP routes
+SERIES_TOML = f"""model = "{SERIES}"
+runtime = "container"
+architecture = "x86_64"
+memory_mb = 2048
+timeout_s = 90
+
+[triggers]
+http = false
+uploads = true
+
+[series]
+settle_s = 45
+"""
+
+
+# Results out to a PACS (docs/pacs.md): the customer's secret and its key, as a stack is given them
+# (MEDFN_DICOMWEB_*); the stack refuses a secret of another region than its own.
+SECRET_REGION = os.environ.get("CDK_DEFAULT_REGION") or "us-east-1"
+SECRET = f"arn:aws:secretsmanager:{SECRET_REGION}:111122223333:secret:medfn/pacs-AbC123"
+OTHER_SECRET = f"arn:aws:secretsmanager:{SECRET_REGION}:111122223333:secret:medfn/other-XyZ789"
+SECRET_KEY = f"arn:aws:kms:{SECRET_REGION}:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+DESTINATION = {
+    "medfn:dicomweb_url": "https://pacs.example.org/dicom-web",
+    "medfn:dicomweb_secret_arn": SECRET,
+    "medfn:dicomweb_secret_key_arn": SECRET_KEY,
+}
 
 
 def fake_project(root: Path) -> Path:
@@ -21,8 +50,14 @@ def fake_project(root: Path) -> Path:
     toy.mkdir()
     (toy / "function.toml").write_text(f'model = "{EXTRA}"\narchitecture = "x86_64"\nmemory_mb = 256\ntimeout_s = 12\n')
     (toy / "handler.py").write_text("from medfn.lambda_handler import make_handler\nhandler = make_handler(__file__)\n")
-    for function in sorted((root / "functions").iterdir()):
-        config = tomllib.loads((function / "function.toml").read_text())
+    series = root / "functions" / SERIES
+    series.mkdir()
+    (series / "function.toml").write_text(SERIES_TOML)
+    (series / "handler.py").write_text((toy / "handler.py").read_text())
+    # a container function's image asset names containers/lambda.Dockerfile (synthesized, never built)
+    shutil.copytree(REPO / "containers", root / "containers", ignore=shutil.ignore_patterns("__pycache__"))
+    for toml in sorted((root / "functions").glob("*/function.toml")):  # what the app discovers
+        function, config = toml.parent, tomllib.loads(toml.read_text())
         model, source = config["model"], REPO / "model_store" / config["model"]
         if (source / "model.toml").is_file():
             shutil.copytree(source, root / "model_store" / model)
@@ -45,9 +80,15 @@ def function_configs(root: Path) -> dict[str, dict]:
 
 
 def lambdas(template: Template) -> dict[str, dict]:
-    """Functions on python3.12 by logical id (`ScanClassifierFunction...`), properties only."""
+    """Functions of ours (python3.12 zips and container images; not CDK's helpers) by logical id
+    (`ScanClassifierFunction...`), properties only."""
     found = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
+    found.update(template.find_resources("AWS::Lambda::Function", {"Properties": {"PackageType": "Image"}}))
     return {k: v["Properties"] for k, v in found.items()}
+
+
+def is_container(props: dict) -> bool:
+    return props.get("PackageType") == "Image"
 
 
 def logical_prefix(name: str) -> str:

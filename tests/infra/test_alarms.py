@@ -79,8 +79,9 @@ def test_upload_queues_alarm_on_their_dead_letters_and_on_a_stuck_scan(template:
         [depth] = on_metric(found, "ApproximateNumberOfMessagesVisible", {"Fn::GetAtt": [dead_letters, "QueueName"]})
         assert depth["Threshold"] == 0
         [age] = on_metric(found, "ApproximateAgeOfOldestMessage", {"Fn::GetAtt": [queue, "QueueName"]})
-        # older than every retry's visibility timeout (3 x 6 x timeout) plus one period: stuck
-        timeout = config.get("timeout_s", 30)
-        assert age["Threshold"] == 3 * 6 * timeout + 300
+        # older than every retry's visibility timeout (3 x 6 x timeout), a series' stability check
+        # delay (settle_s) and one period: stuck
+        timeout, settle = config.get("timeout_s", 30), config.get("series", {}).get("settle_s", 0)
+        assert age["Threshold"] == 3 * 6 * timeout + settle + 300
         outputs = template.to_json()["Outputs"]
         assert f"{key}UploadDeadLettersUrl" in outputs and f"{key}UploadQueueArn" in outputs

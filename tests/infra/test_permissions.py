@@ -16,22 +16,44 @@ import pytest
 from aws_cdk.assertions import Template
 
 from tests.infra.iam import PARTITION, REGION, Policies
-from tests.infra.stack_project import function_configs, function_id, lambdas, logical_prefix
+from tests.infra.stack_project import (
+    OTHER_SECRET,
+    SECRET,
+    SECRET_KEY,
+    function_configs,
+    function_id,
+    lambdas,
+    logical_prefix,
+)
 
 VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
 VIA_SQS = {"kms:ViaService": f"sqs.{REGION}.amazonaws.com"}
 VIA_DYNAMODB = {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com"}
+VIA_SECRETS = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}
 # An upload's key, as medfn.pipeline.upload_slots.presign_upload makes it: <prefix><day>/<uuid><suffix>
 SCAN = "{function}/2026/11/22/0123456789abcdef0123456789abcdef.dcm"
+# A series table key, as medfn.pipeline.series makes it: <function>/<StudyInstanceUID>/<SeriesInstanceUID>
+SERIES_KEY = "{function}/1.2.826.0.1.3680043.8.498.1/1.2.826.0.1.3680043.8.498.2"
+OWN_SERIES = {"dynamodb:LeadingKeys": SERIES_KEY}
+OTHER_SERIES = {"dynamodb:LeadingKeys": SERIES_KEY.replace("{function}", "{other_function}")}
+# An instance STOW-RS stored, as medfn.dicomweb.sinks.S3Sink names it: <function>/<study>/<series>/<sop>.dcm
+INSTANCE = "{function}/1.2.826.0.1.3680043.8.498.1/1.2.826.0.1.3680043.8.498.2/1.2.826.0.1.3680043.8.498.3.dcm"
+OWN_SECRET = {**VIA_SECRETS, "kms:EncryptionContext:SecretARN": "{secret}"}
 
 
 @dataclass(frozen=True)
 class Call:
-    who: str  # "any"; "model": every model function; "pipeline": those with uploads; "platform"; "health"
+    # "any"; "model": every model function; "pipeline": those with uploads; "series": those with
+    # [series]; "no_series": pipeline functions without; "stow": pipeline functions with HTTP routes
+    # (STOW-RS); "no_stow": other model functions; "destination": pipeline functions of a stack given
+    # a DICOMweb destination (DESTINATION); "no_destination": every other function; "platform"; "health"
+    who: str
     action: str
-    resource: str  # {models} {uploads} {results}: bucket ARNs; {*_key}, {table}, {queue}, {dead_letters}, {logs}: ARNs
+    # {models} {uploads} {results}: bucket ARNs; {*_key}, {table}, {series_table}, {queue}, {dead_letters}, {logs}:
+    # ARNs; {secret}, {other_secret}, {secret_key}: the customer's (SECRET, OTHER_SECRET, SECRET_KEY)
+    resource: str
     where: str  # where the call is made
-    context: dict[str, str] = field(default_factory=dict)
+    context: dict[str, str | list[str]] = field(default_factory=dict)
     mode: str | None = None  # only under this MEDFN_QUARANTINE_MODE
 
 
@@ -129,8 +151,71 @@ CALLS = [
     Call("pipeline", "dynamodb:GetItem", "{table}", "DynamoStatusTable.settled: get_item(ConsistentRead=True)"),
     Call("pipeline", "dynamodb:PutItem", "{table}", "DynamoStatusTable.record: conditional put_item"),
     Call("pipeline", "dynamodb:UpdateItem", "{table}", "DynamoStatusTable.count_failure: update_item ADD"),
+    Call(
+        "pipeline",
+        "dynamodb:Query",
+        "{table}",
+        "DynamoStatusTable: query of an object key's earlier records (one scan per upload slot)",
+    ),
     Call("pipeline", "kms:Decrypt", "{data_key}", "DynamoDB using the table's customer managed key", VIA_DYNAMODB),
     Call("pipeline", "kms:GenerateDataKey", "{data_key}", "DynamoDB using the table's key for writes", VIA_DYNAMODB),
+    # ---- series functions ([series]): medfn.pipeline.series, on MEDFN_SERIES_TABLE and MEDFN_SERIES_QUEUE_URL
+    Call(
+        "series",
+        "dynamodb:GetItem",
+        "{series_table}",
+        "medfn.pipeline.series: get_item of the series record",
+        OWN_SERIES,
+    ),
+    Call(
+        "series",
+        "dynamodb:PutItem",
+        "{series_table}",
+        "medfn.pipeline.series: conditional put_item of an instance",
+        OWN_SERIES,
+    ),
+    Call(
+        "series",
+        "dynamodb:UpdateItem",
+        "{series_table}",
+        "medfn.pipeline.series: update_item of the series record",
+        OWN_SERIES,
+    ),
+    Call(
+        "series", "dynamodb:Query", "{series_table}", "medfn.pipeline.series: query of a series' instances", OWN_SERIES
+    ),
+    Call("series", "kms:Decrypt", "{data_key}", "DynamoDB using the series table's key", VIA_DYNAMODB),
+    Call("series", "kms:GenerateDataKey", "{data_key}", "DynamoDB using the series table's key", VIA_DYNAMODB),
+    Call(
+        "series",
+        "sqs:SendMessage",
+        "{queue}",
+        "medfn.pipeline.series: send_message(DelaySeconds=settle_s) of the stability check to its own upload queue",
+    ),
+    Call("series", "kms:GenerateDataKey", "{queue_key}", "SQS encrypting the stability check", VIA_SQS),
+    Call("series", "kms:Decrypt", "{queue_key}", "SQS, reusing a cached data key for it", VIA_SQS),
+    # ---- STOW-RS in: medfn.sources.http.upload_sink -> medfn.dicomweb.sinks.S3Sink(MEDFN_UPLOAD_BUCKET, "<fn>/")
+    Call(
+        "stow",
+        "s3:PutObject",
+        f"{{uploads}}/{INSTANCE}",
+        "S3Sink.put: put_object of an instance POST /v1/models/<model>/dicomweb/studies received",
+    ),
+    Call("stow", "kms:GenerateDataKey", "{data_key}", "S3 encrypting that instance with the data key", VIA_S3),
+    # ---- results out, with a destination: medfn.dicomweb.destination_from_env -> CredentialSource
+    Call(
+        "destination",
+        "secretsmanager:GetSecretValue",
+        "{secret}",
+        "CredentialSource._read_secret: get_secret_value(SecretId=MEDFN_DICOMWEB_SECRET) at the first delivery",
+    ),
+    Call(
+        "destination",
+        "kms:Decrypt",
+        "{secret_key}",
+        "Secrets Manager decrypting that secret with the customer's key (its encryption context names it)",
+        OWN_SECRET,
+    ),
     # ---- the readiness function: infra/platform/handler.py, ready()
     Call(
         "health",
@@ -173,8 +258,42 @@ NOT_GRANTED = [
     Call("pipeline", "s3:GetObjectVersion", "{uploads}/{other_function}/2026/11/22/x.dcm", ""),
     Call("pipeline", "s3:ListBucketVersions", "{uploads}", "", {"s3:prefix": "{other_function}/2026/11/22/x.dcm"}),
     Call("pipeline", "s3:PutObject", "{results}/results/{other_function}/2026/11/22/x.dcm.json", ""),
-    Call("pipeline", "s3:PutObject", "{uploads}/{function}/2026/11/22/x.dcm", "it never writes a scan"),
+    Call(
+        "no_stow", "s3:PutObject", "{uploads}/{function}/2026/11/22/x.dcm", "no STOW-RS route: it never writes a scan"
+    ),
+    Call("stow", "s3:PutObject", f"{{uploads}}/{INSTANCE.replace('{function}', '{other_function}')}", "another's"),
+    Call("stow", "s3:PutObjectTagging", f"{{uploads}}/{INSTANCE}", "S3Sink.put sends no tags", mode="move"),
+    # a secret: only the one named at synth, only by the functions that deliver results, only through Secrets Manager
+    Call("any", "secretsmanager:GetSecretValue", "{other_secret}", "a secret the stack was not given"),
+    Call("no_destination", "secretsmanager:GetSecretValue", "{secret}", "no destination, or no uploads"),
+    Call("no_destination", "kms:Decrypt", "{secret_key}", "", OWN_SECRET),
+    Call("destination", "secretsmanager:DescribeSecret", "{secret}", "CredentialSource reads the value alone"),
+    Call("destination", "secretsmanager:PutSecretValue", "{secret}", "the customer sets and rotates it"),
+    Call("destination", "kms:Decrypt", "{secret_key}", "a direct decrypt, not through Secrets Manager"),
+    Call(
+        "destination",
+        "kms:Decrypt",
+        "{secret_key}",
+        "another secret under the same key",
+        {**VIA_SECRETS, "kms:EncryptionContext:SecretARN": "{other_secret}"},
+    ),
     Call("pipeline", "kms:Decrypt", "{data_key}", "a direct decrypt, not through S3 or DynamoDB"),
+    # the series table: a function's own keys only, and no call the code does not make
+    Call("pipeline", "dynamodb:GetItem", "{series_table}", "another function's series", OTHER_SERIES),
+    Call("pipeline", "dynamodb:PutItem", "{series_table}", "another function's series", OTHER_SERIES),
+    Call(
+        "pipeline",
+        "dynamodb:Query",
+        "{series_table}",
+        "keys of its own and another's",
+        {"dynamodb:LeadingKeys": [SERIES_KEY, OTHER_SERIES["dynamodb:LeadingKeys"]]},
+    ),
+    Call("series", "dynamodb:Scan", "{series_table}", "a scan names no key: every function's series"),
+    Call("series", "dynamodb:DeleteItem", "{series_table}", "records expire (TTL), never deleted", OWN_SERIES),
+    Call("series", "sqs:SendMessage", "{other_queue}", "another function's queue"),
+    Call("no_series", "dynamodb:GetItem", "{series_table}", "a function without [series]", OWN_SERIES),
+    Call("no_series", "sqs:SendMessage", "{queue}", "only series functions send to their queue"),
+    Call("pipeline", "dynamodb:Scan", "{table}", "the status table is read by key only"),
 ]
 
 
@@ -189,7 +308,8 @@ class Deployed:
     mode: str | None
 
 
-def deployed_functions(template: Template, project_root: Path) -> list[Deployed]:
+def deployed_functions(template: Template, project_root: Path, destination: bool = False) -> list[Deployed]:
+    """`destination`: the template was synthesized with DESTINATION."""
     raw = template.to_json()
     resources = raw["Resources"]
     policies = Policies(raw)
@@ -203,11 +323,16 @@ def deployed_functions(template: Template, project_root: Path) -> list[Deployed]
         "uploads": policies.resolver.attribute(logical("StorageUploads", "AWS::S3::Bucket"), "Arn"),
         "results": policies.resolver.attribute(logical("StorageResults", "AWS::S3::Bucket"), "Arn"),
         "table": policies.resolver.attribute(logical("StorageStatusTable", "AWS::DynamoDB::Table"), "Arn"),
+        "series_table": policies.resolver.attribute(logical("StorageSeriesTable", "AWS::DynamoDB::Table"), "Arn"),
         "model_key": policies.resolver.attribute(logical("StorageModelKey", "AWS::KMS::Key"), "Arn"),
         "data_key": policies.resolver.attribute(logical("StorageKey", "AWS::KMS::Key"), "Arn"),
         "queue_key": policies.resolver.attribute(logical("StorageQueueKey", "AWS::KMS::Key"), "Arn"),
+        "secret": SECRET,
+        "other_secret": OTHER_SECRET,
+        "secret_key": SECRET_KEY,
     }
     configs = function_configs(project_root)
+    queues = {name: upload_queue(resources, policies, name) for name, c in configs.items() if uploads(c)}
     found = []
     for name in [*configs, "platform", "health"]:
         function_logical = function_id(template, name)
@@ -229,18 +354,33 @@ def deployed_functions(template: Template, project_root: Path) -> list[Deployed]
                 other_function=others[0],
             )
             kinds.add("model")
-            if config.get("triggers", {}).get("uploads"):
-                kinds.add("pipeline")
-                [mapping] = [
-                    m["Properties"]
-                    for k, m in resources.items()
-                    if m["Type"] == "AWS::Lambda::EventSourceMapping"
-                    and k.startswith(logical_prefix(name) + "LiveSqsEventSource")
-                ]
-                values["queue"] = policies.resolver.resolve(mapping["EventSourceArn"])
+            kinds.add("stow" if uploads(config) and http(config) else "no_stow")
+            if uploads(config):
+                kinds |= {"pipeline", "series" if "series" in config else "no_series"}
+                values["queue"] = queues[name]
+                values["other_queue"] = next(q for n, q in queues.items() if n != name)
+        kinds.add("destination" if destination and "pipeline" in kinds else "no_destination")
         role = props["Role"]["Fn::GetAtt"][0]
         found.append(Deployed(name, kinds, role, values, env.get("MEDFN_QUARANTINE_MODE")))
     return found
+
+
+def uploads(config: dict[str, Any]) -> bool:
+    return bool(config.get("triggers", {}).get("uploads"))
+
+
+def http(config: dict[str, Any]) -> bool:
+    return bool(config.get("triggers", {}).get("http", True))
+
+
+def upload_queue(resources: dict[str, Any], policies: Policies, name: str) -> str:
+    """The ARN of the queue the function's event source mapping reads."""
+    [mapping] = [
+        m["Properties"]
+        for k, m in resources.items()
+        if m["Type"] == "AWS::Lambda::EventSourceMapping" and k.startswith(logical_prefix(name) + "LiveSqsEventSource")
+    ]
+    return str(policies.resolver.resolve(mapping["EventSourceArn"]))
 
 
 def _log_group_arn(props: dict[str, Any], resources: dict[str, Any]) -> Any:
@@ -249,7 +389,7 @@ def _log_group_arn(props: dict[str, Any], resources: dict[str, Any]) -> Any:
     return {"Fn::GetAtt": [group["Ref"], "Arn"]}
 
 
-def expand(call: Call, function: Deployed, project_root: Path) -> list[tuple[str, dict[str, str]]]:
+def expand(call: Call, function: Deployed, project_root: Path) -> list[tuple[str, dict[str, str | list[str]]]]:
     """The call's concrete (resource ARN, context) pairs for this function."""
     configs = function_configs(project_root)
     template = call.resource.replace("{function}", function.name)
@@ -264,23 +404,47 @@ def expand(call: Call, function: Deployed, project_root: Path) -> list[tuple[str
     else:
         pairs.append(template)
     values = function.values
-    return [
-        (
-            resource.format(**values),
-            {k: v.format(**values) for k, v in call.context.items()},
-        )
-        for resource in pairs
-    ]
+
+    def fill(value: str | list[str]) -> str | list[str]:
+        return value.format(**values) if isinstance(value, str) else [v.format(**values) for v in value]
+
+    return [(resource.format(**values), {k: fill(v) for k, v in call.context.items()}) for resource in pairs]
 
 
 @pytest.fixture(scope="module")
 def functions(template: Template, project_root: Path) -> list[Deployed]:
     found = deployed_functions(template, project_root)
-    assert {"platform", "health", "model", "pipeline"} <= set().union(*(f.kinds for f in found))
+    kinds = set().union(*(f.kinds for f in found))
+    assert {"platform", "health", "model", "pipeline", "series", "no_series", "stow", "no_stow"} <= kinds
+    assert "destination" not in kinds
     return found
 
 
-def test_every_call_the_code_makes_is_granted(template: Template, functions: list[Deployed], project_root: Path):
+@pytest.fixture(scope="module")
+def destination_functions(destination_template: Template, project_root: Path) -> list[Deployed]:
+    found = deployed_functions(destination_template, project_root, destination=True)
+    assert {"destination", "no_destination"} <= set().union(*(f.kinds for f in found))
+    return found
+
+
+# Each check runs on the default stack and on one given a DICOMweb destination (DESTINATION).
+STACKS = pytest.mark.parametrize(
+    "stack",
+    [("template", "functions"), ("destination_template", "destination_functions")],
+    ids=["default", "destination"],
+    indirect=True,
+)
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest) -> tuple[Template, list[Deployed]]:
+    template_fixture, functions_fixture = request.param
+    return request.getfixturevalue(template_fixture), request.getfixturevalue(functions_fixture)
+
+
+@STACKS
+def test_every_call_the_code_makes_is_granted(stack: tuple[Template, list[Deployed]], project_root: Path):
+    template, functions = stack
     policies = Policies(template.to_json())
     missing, checked = [], 0
     for function in functions:
@@ -306,12 +470,14 @@ def test_image_functions_run_in_the_quarantine_mode_they_are_granted(functions: 
     assert all(f.mode is None for f in functions if "pipeline" not in f.kinds)
 
 
-def test_roles_cannot_do_what_the_code_does_not(template: Template, functions: list[Deployed], project_root: Path):
+@STACKS
+def test_roles_cannot_do_what_the_code_does_not(stack: tuple[Template, list[Deployed]], project_root: Path):
+    template, functions = stack
     policies = Policies(template.to_json())
     extra = []
     for function in functions:
         for call in NOT_GRANTED:
-            if call.who not in function.kinds:
+            if call.who not in function.kinds or (call.mode and call.mode != function.mode):
                 continue
             for resource, context in expand(call, function, project_root):
                 if policies.allows(function.role, call.action, resource, context):
@@ -319,7 +485,9 @@ def test_roles_cannot_do_what_the_code_does_not(template: Template, functions: l
     assert not extra, "granted but never called:\n" + "\n".join(extra)
 
 
-def test_only_image_functions_touch_the_data_key(template: Template, functions: list[Deployed]) -> None:
+@STACKS
+def test_only_image_functions_touch_the_data_key(stack: tuple[Template, list[Deployed]]) -> None:
+    template, functions = stack
     policies = Policies(template.to_json())
     for function in functions:
         data_key = function.values["data_key"]
@@ -334,7 +502,9 @@ def test_only_image_functions_touch_the_data_key(template: Template, functions: 
                 assert allowed == expected, f"{function.name}: {action} {via}: {allowed}"
 
 
-def test_every_kms_grant_of_a_function_goes_through_a_service(template: Template, functions: list[Deployed]):
+@STACKS
+def test_every_kms_grant_of_a_function_goes_through_a_service(stack: tuple[Template, list[Deployed]]) -> None:
+    template, functions = stack
     policies = Policies(template.to_json())
     for function in functions:
         for statement in policies.identity_statements(function.role):

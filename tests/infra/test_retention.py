@@ -76,10 +76,15 @@ def test_results_expire_when_the_deployment_says_so(project_root: Path, tmp_path
     assert rules(bucket(Template.from_json(stack.template), "Results"))["expire"]["ExpirationInDays"] == 2555
 
 
-def test_the_status_table_is_in_a_daily_backup_plan(template: Template) -> None:
-    [table] = template.find_resources("AWS::DynamoDB::Table")
-    [selection] = template.find_resources("AWS::Backup::BackupSelection").values()
-    assert table in json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+def test_the_tables_are_in_a_daily_backup_plan(template: Template) -> None:
+    tables = template.find_resources("AWS::DynamoDB::Table")
+    assert {t.rstrip("0123456789ABCDEF") for t in tables} == {"StorageStatusTable", "StorageSeriesTable"}
+    selections = [
+        s["Properties"]["BackupSelection"] for s in template.find_resources("AWS::Backup::BackupSelection").values()
+    ]
+    for table in tables:
+        assert sum(table in json.dumps(s["Resources"]) for s in selections) == 1, table
+    assert len({json.dumps(s["IamRoleArn"]) for s in selections}) == 1  # one backup role for both
     [plan] = template.find_resources("AWS::Backup::BackupPlan").values()
     [rule] = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
     assert rule["Lifecycle"]["DeleteAfterDays"] == RETENTION["table_backups"]

@@ -17,6 +17,7 @@ sys.path.insert(0, str(REPO / "infra"))
 
 from medfn_infra.acknowledgements import REASONS, Reason  # noqa: E402
 from medfn_infra.storage import RETENTION  # noqa: E402
+from tests.infra.stack_project import DESTINATION  # noqa: E402
 
 USER_POOL = "arn:aws:cognito-idp:us-east-1:111122223333:userpool/us-east-1_Example"
 # Every choice that changes what is acknowledged, on the repository's functions (plus one).
@@ -24,6 +25,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "default": {},
     "keys only, no WAF": {"medfn:auth": "api_key", "medfn:waf": "false"},
     "cognito": {"medfn:auth": "cognito", "medfn:user_pool_arn": USER_POOL},
+    "a DICOMweb destination": DESTINATION,  # results out to a PACS: its secret, and its reason for no VPC
 }
 
 
@@ -42,13 +44,13 @@ def flat(text: str) -> str:
 def acknowledged(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, str, str]]:
     """(variant, construct path, rule, reason) for every acknowledgement, cdk-nag on."""
     from tests.infra.security_review import review
-    from tests.infra.test_gpu_service import gpu_project
+    from tests.infra.test_gpu_service import GPU_CONTEXT, gpu_project
 
     found = []
     for name, context in VARIANTS.items():
         found += [(name, *a) for a in review(project_root, tmp_path_factory.mktemp("cdk.out"), context)]
     gpu = gpu_project(tmp_path_factory.mktemp("gpu_project"))
-    found += [("GPU service", *a) for a in review(gpu, tmp_path_factory.mktemp("cdk.out"))]
+    found += [("GPU service", *a) for a in review(gpu, tmp_path_factory.mktemp("cdk.out"), GPU_CONTEXT)]
     return found
 
 

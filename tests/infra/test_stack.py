@@ -8,6 +8,7 @@ infra/), models and stand-in zips.
 from __future__ import annotations
 
 import json
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -19,7 +20,15 @@ pytest.importorskip("aws_cdk", reason="the infra extra (aws-cdk-lib) is not inst
 
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
-from tests.infra.stack_project import EXTRA, function_configs, function_of, lambdas  # noqa: E402
+from tests.infra.stack_project import (  # noqa: E402
+    EXTRA,
+    SERIES,
+    function_configs,
+    function_of,
+    is_container,
+    lambdas,
+    logical_prefix,
+)
 
 
 def test_every_function_folder_becomes_a_lambda(template: Template, project_root: Path) -> None:
@@ -28,11 +37,15 @@ def test_every_function_folder_becomes_a_lambda(template: Template, project_root
     ours = [p for p in lambdas(template).values() if "MEDFN_MODEL_SHA256" in p["Environment"]["Variables"]]
     assert len(ours) == len(configs)
     for props in ours:
-        assert props["Handler"] == "handler.handler"
+        if is_container(props):  # runtime = "container": the image's CMD is the handler; SnapStart takes zips only
+            assert "Handler" not in props and "SnapStart" not in props and "ImageUri" in props["Code"]
+        else:
+            assert props["Handler"] == "handler.handler"
+            assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         assert "TargetArn" in props["DeadLetterConfig"]
         assert props["ReservedConcurrentExecutions"] >= 1
+    assert any(is_container(props) for props in ours)
 
 
 def test_memory_timeout_architecture_and_model_come_from_toml(template: Template, project_root: Path) -> None:
@@ -126,7 +139,7 @@ def test_rest_api_routes_keys_binary_types_and_logging(template: Template, proje
     )
     paths = {r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()}
     for config in function_configs(project_root).values():
-        assert config["model"] in paths
+        assert (config["model"] in paths) == config.get("triggers", {}).get("http", True), config["model"]
     assert {"predict", "infer", "ready", "versions", "{version}", "uploads", "health", "live"} <= paths
     methods = template.find_resources("AWS::ApiGateway::Method")
     open_methods = [m for m in methods.values() if not m["Properties"].get("ApiKeyRequired")]
@@ -174,3 +187,106 @@ def test_security_review_nag_and_cfn_lint(project_root: Path, tmp_path: Path) ->
     from tests.infra.security_review import review
 
     assert review(project_root, tmp_path)  # every acknowledgement: one resource, a rule, a reason
+
+
+def test_a_container_function_builds_the_shared_lambda_image(template: Template, assembly_dir: Path) -> None:
+    """No Dockerfile of its own: containers/lambda.Dockerfile, FUNCTION=<name>, a context of
+    that function, its model and medfn alone (synthesized only: `cdk deploy` builds it)."""
+    outdir = assembly_dir
+    manifest = json.loads((outdir / "medfn.assets.json").read_text())
+    [image] = [
+        i["source"]
+        for i in manifest["dockerImages"].values()
+        if i["source"].get("dockerBuildArgs", {}).get("FUNCTION") == SERIES
+    ]
+    assert image["dockerFile"] == "containers/lambda.Dockerfile"
+    assert image["platform"] == "linux/amd64"  # architecture = "x86_64" in its function.toml
+    context = outdir / image["directory"]
+    staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+    assert {
+        "containers/lambda.Dockerfile",
+        f"functions/{SERIES}/function.toml",
+        f"model_store/{SERIES}/model.toml",
+    } <= staged
+    assert not any(p.startswith(("functions/scan_classifier", "model_store/scan_classifier", "dist")) for p in staged)
+
+
+def series_table(template: Template) -> tuple[str, dict]:
+    [(logical, table)] = [(k, v) for k, v in template.find_resources("AWS::DynamoDB::Table").items()
+                          if k.startswith("StorageSeriesTable")]  # fmt: skip
+    return logical, table
+
+
+def test_the_series_table(template: Template) -> None:
+    logical, table = series_table(template)
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "series", "KeyType": "HASH"},
+                                  {"AttributeName": "item", "KeyType": "RANGE"}]  # fmt: skip
+    assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
+        ("series", "S"), ("item", "S")
+    }  # fmt: skip
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert props["SSESpecification"]["KMSMasterKeyId"]["Fn::GetAtt"][0].startswith("StorageKey")  # the data key
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["DeletionProtectionEnabled"] is True and table["DeletionPolicy"] == "Retain"
+    assert template.to_json()["Outputs"]["SeriesTable"]["Value"] == {"Ref": logical}
+
+
+def test_a_series_function_is_told_its_table_settle_time_and_queue(template: Template, project_root: Path) -> None:
+    from medfn_infra.storage import RETENTION
+
+    table, _ = series_table(template)
+    resources = template.to_json()["Resources"]
+    configs = function_configs(project_root)
+    series = {n: c for n, c in configs.items() if "series" in c}
+    assert SERIES in series
+    for name, config in configs.items():
+        props = function_of(template, name)
+        env = props["Environment"]["Variables"]
+        if name not in series:
+            assert not any(k.startswith("MEDFN_SERIES_") for k in env), name
+            continue
+        key = logical_prefix(name).removesuffix("Function")
+        [queue] = [k for k, v in resources.items() if k.startswith(f"{key}Uploads") and v["Type"] == "AWS::SQS::Queue"]
+        assert env["MEDFN_SERIES_TABLE"] == {"Ref": table}
+        assert float(env["MEDFN_SERIES_SETTLE_S"]) == config["series"].get("settle_s", 30)
+        assert env["MEDFN_SERIES_QUEUE_URL"] == {"Ref": queue}  # its own upload queue: Ref is the URL
+        assert env["MEDFN_SERIES_RETENTION_DAYS"] == str(RETENTION["series_records"])
+        assert env["MEDFN_STATUS_TABLE"] and env["MEDFN_RESULTS_BUCKET"]  # and everything a pipeline function gets
+        assert props["MemorySize"] == config.get("memory_mb", 1024) and props["Timeout"] == config.get("timeout_s", 30)
+        # SQS: the visibility timeout at least six times the function's timeout
+        assert resources[queue]["Properties"]["VisibilityTimeout"] >= 6 * props["Timeout"]
+
+
+def test_series_records_are_limited_to_each_functions_own_keys(template: Template, project_root: Path) -> None:
+    table, _ = series_table(template)
+    series = [n for n, c in function_configs(project_root).items() if "series" in c]
+    on_table = {}
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if f'"{table}"' in json.dumps(statement.get("Resource")):
+                on_table[json.dumps(policy["Properties"]["Roles"])] = statement
+    assert len(on_table) == len(series)  # the series functions' roles alone, one statement each
+    for name in series:
+        [statement] = [s for roles, s in on_table.items() if f'"{logical_prefix(name)}Role' in roles]
+        assert sorted(statement["Action"]) == [
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+        ]
+        assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{name}/*"]}}
+
+
+def test_series_needs_uploads(project_root: Path, tmp_path: Path) -> None:
+    from medfn_infra.project import load_project
+
+    shutil.copytree(project_root / "functions", tmp_path / "functions")
+    toml = tmp_path / "functions" / SERIES / "function.toml"
+    toml.write_text(toml.read_text().replace("uploads = true", "uploads = false"))
+    with pytest.raises(ValueError, match=r"\[series\] needs uploads = true"):
+        load_project(
+            tmp_path / "functions", project_root / "model_store", project_root / "dist", staging=tmp_path / "platform"
+        )

@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a few hundred to a few thousand requests a second, a GPU runs far more",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (costs ~0.1 ms each)")
+    parser.add_argument("--ssl-keyfile", type=Path, help="serve HTTPS with this private key (PEM)")
+    parser.add_argument("--ssl-certfile", type=Path, help="... and this certificate (PEM)")
+    parser.add_argument(
+        "--dicomweb",
+        metavar="DIR",
+        type=Path,
+        help="take STOW-RS at POST /dicomweb/studies into DIR/incoming, for `medfn watch DIR` (docs/pacs.md)",
+    )
     parser.add_argument(
         "--require-token",
         action="store_true",
@@ -63,11 +71,16 @@ def run(args: argparse.Namespace) -> int:
             usage_store=str(args.usage_store),
             batching=not args.no_batching,
             require_token=args.require_token,
+            dicomweb=str(args.dicomweb) if args.dicomweb else None,
         )
         app = build_gateway_app(settings) if args.workers == 1 else None
     # ws="none": no route speaks WebSocket, and loading uvicorn's websockets protocol cost
     # ~15 ms of every start
     options = {"host": args.host, "port": args.port, "log_level": "info", "access_log": args.access_log, "ws": "none"}
+    if args.ssl_keyfile or args.ssl_certfile:
+        if not (args.ssl_keyfile and args.ssl_certfile):
+            raise SystemExit("HTTPS needs both --ssl-keyfile and --ssl-certfile")
+        options |= {"ssl_keyfile": str(args.ssl_keyfile), "ssl_certfile": str(args.ssl_certfile)}
     if app is not None:
         uvicorn.run(app, **options)
     else:
