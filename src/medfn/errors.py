@@ -7,6 +7,8 @@
     ├── PayloadTooLarge (413)         body over the configured limit
     ├── UnsupportedMediaType (415)    content type or DICOM transfer syntax we cannot decode
     ├── UnprocessableInput (422)      the bytes are what they claim but cannot be used
+    │   └── SeriesProblem             a DICOM series is not one volume (two orientations, a gap, ...)
+    │       └── CorruptInstance       one instance of it cannot be read; carries its index
     ├── ModelNotReady (503)           the model exists but failed to load (reason kept)
     │   └── ArtifactError             an artifact is missing or does not match its sha256
     ├── StorageUnavailable (503)      S3, DynamoDB or the disk did not answer
@@ -23,11 +25,13 @@ from __future__ import annotations
 __all__ = [
     "ArtifactError",
     "BadRequest",
+    "CorruptInstance",
     "MedfnError",
     "ModelNotReady",
     "NotFound",
     "ObjectMissing",
     "PayloadTooLarge",
+    "SeriesProblem",
     "StorageUnavailable",
     "TransientFailure",
     "UnprocessableInput",
@@ -65,6 +69,23 @@ class UnsupportedMediaType(MedfnError):
 
 class UnprocessableInput(MedfnError):
     status = 422
+
+
+class SeriesProblem(UnprocessableInput):
+    """The instances of a series do not make one volume; the message names why (medfn.studies)."""
+
+
+class CorruptInstance(SeriesProblem):
+    """One instance cannot be read (not DICOM, truncated, pixels that do not decode, a header value
+    that does not parse). `index` is its place in the list given, so the caller can set it aside."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"instance {index} of the series (counting from 0) cannot be used: {reason}")
+        self.index = index
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[CorruptInstance], tuple[int, str]]:  # picklable across processes
+        return CorruptInstance, (self.index, self.reason)
 
 
 class ModelNotReady(MedfnError):
