@@ -12,7 +12,19 @@ import sys
 
 # Modules under medfn.commands; a module named otherwise than its command says so in NAME
 # (`import` is a Python keyword, so its module is import_model).
-COMMANDS = ["serve", "predict", "watch", "check", "package", "synth", "deploy", "usage", "bench", "import_model"]
+COMMANDS = [
+    "serve",
+    "predict",
+    "watch",
+    "check",
+    "package",
+    "synth",
+    "deploy",
+    "usage",
+    "bench",
+    "import_model",
+    "listen",
+]
 
 
 class _ShowDefaults(argparse.HelpFormatter):

@@ -23,6 +23,8 @@ from medfn.serving import InferencePlane, server_runner
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from medfn.dicomweb.sinks import FolderSink
+
 log = logging.getLogger(__name__)
 SETTINGS_VARIABLE = "MEDFN_GATEWAY_SETTINGS"
 TOKEN_VARIABLE = "MEDFN_SERVE_TOKEN"
@@ -60,6 +62,7 @@ class GatewaySettings:
     usage_store: str = ".medfn/usage.sqlite3"
     batching: bool = True
     require_token: bool = False  # the token itself comes from MEDFN_SERVE_TOKEN, never from settings
+    dicomweb: str | None = None  # STOW-RS instances go to DIR/incoming (medfn.dicomweb.FolderSink)
 
 
 def build_gateway_app(settings: GatewaySettings) -> FastAPI:
@@ -81,6 +84,7 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
         title="medfn local gateway",
         metering=metering,
         token=serve_token() if settings.require_token else None,
+        dicomweb_sink=_dicomweb_sink(settings.dicomweb),
     )
     if settings.batching:
         plane.start_batchers()
@@ -93,6 +97,15 @@ def build_gateway_app(settings: GatewaySettings) -> FastAPI:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _dicomweb_sink(directory: str | None) -> FolderSink | None:
+    if directory is None:
+        return None
+    from medfn.dicomweb.sinks import FolderSink
+
+    log.info("STOW-RS at /dicomweb/studies stores into %s/incoming", directory)
+    return FolderSink(directory)
 
 
 def serve_token() -> str:

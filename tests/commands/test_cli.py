@@ -123,7 +123,7 @@ def test_user_mistakes_are_one_line_and_exit_2(scan: tuple[Path, str], tmp_path:
     assert_one_line(
         medfn("watch", str(tmp_path / "scans"), "--function", "notes_classifier"),
         "watch",
-        "notes_classifier does not take uploads; these do: scan_classifier, scan_segmenter",
+        "notes_classifier does not take uploads; these do: ct_nodule_volume, scan_classifier, scan_segmenter",
     )
     assert_one_line(medfn("synth", env={"PATH": str(tmp_path)}), "synth", "Node.js")
 

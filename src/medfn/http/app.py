@@ -7,6 +7,7 @@ Every failure leaves as `{"error": "..."}` with the status its error class owns.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,9 @@ from medfn.http.task_routes import task_router
 from medfn.metering.middleware import Metering, MeteringMiddleware, from_environment
 from medfn.serving import InferencePlane
 
+if TYPE_CHECKING:
+    from medfn.dicomweb.sinks import InstanceSink
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
@@ -36,12 +40,14 @@ def create_app(
     metering: Metering | None = None,
     metrics_route: bool = True,
     token: str | None = None,
+    dicomweb_sink: InstanceSink | None = None,
 ) -> FastAPI:
     """`metering` defaults to CloudWatch EMF inside Lambda and to none elsewhere.
 
     Where model calls run is the plane's (its runner); `metrics_route` adds `GET /metrics`,
     for servers, whose counters outlive a request (a Lambda sandbox's do not). `token`: every
-    route but health needs it as a bearer token (`medfn serve --require-token`).
+    route but health needs it as a bearer token (`medfn serve --require-token`). `dicomweb_sink`
+    adds STOW-RS (`POST /dicomweb/studies[/{study}]`), storing what it takes there (medfn.dicomweb).
     """
     app = FastAPI(
         title=title,
@@ -54,6 +60,10 @@ def create_app(
         from medfn.http.metrics import metrics_router
 
         routers.append(metrics_router(plane))
+    if dicomweb_sink is not None:
+        from medfn.dicomweb.routes import dicomweb_router
+
+        routers.append(dicomweb_router(dicomweb_sink, max_body_bytes, models=plane.names))
     # The routes join the app's own router, model calls first, rather than being included:
     # FastAPI tries routes in order, and keeps an included router as a layer it matches each
     # path through twice, on every call (benchmarks/README.md has the cost).

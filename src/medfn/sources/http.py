@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from medfn.dicomweb.sinks import InstanceSink
     from medfn.function import LoadedFunction
 
 
@@ -17,6 +18,7 @@ class HttpEvents:
 
     def __init__(self, function: LoadedFunction) -> None:
         from mangum import Mangum
+        from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
         from medfn.http import create_app
 
@@ -25,8 +27,10 @@ class HttpEvents:
             max_body_bytes=function.config.max_body_bytes,
             title=f"medfn {function.config.name}",
             metrics_route=False,  # a sandbox's counters die with it: CloudWatch has the figures
+            dicomweb_sink=upload_sink(function),
         )
-        self.adapter = Mangum(self.app, lifespan="off")
+        # "+json" (DICOM JSON, FHIR) is text: sent as is, not base64 that a client must ask to decode
+        self.adapter = Mangum(self.app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "+json"])
 
     @classmethod
     def infer(cls, event: dict[str, Any]) -> bool:
@@ -35,6 +39,19 @@ class HttpEvents:
 
     def __call__(self, event: dict[str, Any], context: Any) -> Any:
         return self.adapter(strip_stage(event), context)
+
+
+def upload_sink(function: LoadedFunction) -> InstanceSink | None:
+    """STOW-RS for a function that takes uploads: instances go to its own prefix of the upload
+    bucket (`<function>/`), whose events bring them back to it as uploads (docs/pacs.md)."""
+    import os
+
+    bucket = os.environ.get("MEDFN_UPLOAD_BUCKET", "")
+    if not function.config.uploads or not bucket:
+        return None
+    from medfn.dicomweb.sinks import S3Sink
+
+    return S3Sink(bucket, f"{function.config.name}/")
 
 
 def strip_stage(event: dict[str, Any]) -> dict[str, Any]:
