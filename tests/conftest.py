@@ -52,6 +52,19 @@ def create_status_table(dynamodb: Any, name: str) -> None:
     )
 
 
+def create_series_table(dynamodb: Any, name: str) -> None:
+    """The series table (medfn.pipeline.series.dynamo_table), keyed as the CDK app makes it."""
+    if name in dynamodb.list_tables()["TableNames"]:
+        return
+    keys = [("series", "HASH"), ("item", "RANGE")]
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": key, "KeyType": kind} for key, kind in keys],
+        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"} for key, _ in keys],
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

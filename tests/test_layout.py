@@ -23,9 +23,14 @@ FACES: dict[str, list[str]] = {
     "medfn": ["__version__"],
     "medfn.codecs": ["MEDIA_TYPES", "DecodedImage", "check_budget", "decode_image", "signature_media_type", "sniff"],
     "medfn.commands": [],
+    "medfn.dicomweb": [
+        "CStoreDestination", "DicomwebDestination", "FolderSink", "InstanceSink", "ResultDestination", "S3Sink",
+        "StoreListener", "destination_from_env", "dicomweb_router",
+    ],
     "medfn.errors": [
-        "ArtifactError", "BadRequest", "MedfnError", "ModelNotReady", "NotFound", "ObjectMissing",
-        "PayloadTooLarge", "StorageUnavailable", "TransientFailure", "UnprocessableInput", "UnsupportedMediaType",
+        "ArtifactError", "BadRequest", "CorruptInstance", "MedfnError", "ModelNotReady", "NotFound", "ObjectMissing",
+        "PayloadTooLarge", "SeriesProblem", "StorageUnavailable", "TransientFailure", "UnprocessableInput",
+        "UnsupportedMediaType",
     ],
     "medfn.http": ["create_app"],
     "medfn.inference_protocol": ["InferRequest", "encode_response", "parse_request"],
@@ -42,6 +47,10 @@ FACES: dict[str, list[str]] = {
         "ObjectRef", "PipelineSettings", "S3Storage", "ScanWorker", "SqliteStatusTable", "StatusRecord",
         "UploadTargets", "analyse", "presign_upload",
     ],
+    "medfn.pipeline.series": [
+        "DynamoSeriesTable", "SeriesKey", "SeriesState", "SeriesTable", "SeriesWorker", "SqliteSeriesTable",
+        "SqsCheckSender",
+    ],
     "medfn.serving": [
         "CostAwareRunner", "InferencePlane", "LocalStore", "Model", "ModelEntry", "ModelStore", "Payload",
         "Prediction", "Runner", "S3Store", "open_store", "run_inline", "server_runner", "verified_artifacts",
@@ -50,6 +59,10 @@ FACES: dict[str, list[str]] = {
     "medfn.sources": [
         "UPLOAD_SOURCES", "EventSource", "HttpEvents", "S3EventBridgeEvents", "S3Notifications", "SqsUploads",
         "sources_for",
+    ],
+    "medfn.studies": [
+        "InstanceHeader", "SourceFrame", "Volume", "build_volume", "classification_report", "nodule_report",
+        "read_header", "readable", "segmentation",
     ],
     "medfn.tasks": ["TASKS", "model_class"],
 }  # fmt: skip

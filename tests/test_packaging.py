@@ -107,6 +107,14 @@ def x86_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return package.path
 
 
+@pytest.fixture(scope="module")
+def x86_unpacked(x86_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    unpacked = tmp_path_factory.mktemp("x86_task")
+    with zipfile.ZipFile(x86_zip) as archive:
+        archive.extractall(unpacked)
+    return unpacked
+
+
 def runtime_boto3(target: Path) -> Path:
     """boto3 and what it needs (pure Python), as the python3.12 runtime ships them."""
     import boto3
@@ -202,15 +210,39 @@ def test_arm64_zips_hold_what_their_function_imports_and_no_more(arm64_zip: Call
     assert any(n.startswith("pydicom/") for n in names)  # scans may be DICOM
     assert "pydicom/data/test_files/CT_small.dcm" in names  # `import pydicom` looks its examples up
     assert any(n.startswith("aws_lambda_powertools/") for n in names)  # the pipeline's batch handling
+    # results out to a PACS by STOW-RS (the `pacs` extra): dicomweb-client and requests, not pynetdicom
+    assert any(n.startswith("dicomweb_client/") for n in names) and any(n.startswith("requests/") for n in names)
     assert any(n.startswith("onnxruntime/capi/") and "aarch64" in n for n in names)
     never = ("boto3/", "pytest/", "torch/", "aws_cdk/", "uvicorn/", "onnxruntime/tools/", "numpy/_core/tests/",
-             "onnxruntime/capi/libonnxruntime.so", "pydicom/sr/", "pydicom/data/test_files/MR_small_RLE.dcm",
-             "pillow.libs/libavif", "google/", "packaging/", "fastapi_offline/")  # fmt: skip
+             "onnxruntime/capi/libonnxruntime.so", "pydicom/data/test_files/MR_small_RLE.dcm",
+             "pillow.libs/libavif", "google/", "fastapi_offline/", "pynetdicom/")  # fmt: skip
+    # its DICOM scans' results are SRs: highdicom, with what it imports (pydicom's SR codes, packaging)
+    assert all(any(n.startswith(p) for n in names) for p in ("highdicom/", "pydicom/sr/", "packaging/"))
     for prefix in never:
         assert not any(n.startswith(prefix) for n in names), prefix
     assert not [n for n in names if n.endswith((".pyi", ".c", ".h", ".cpp"))]
     with zipfile.ZipFile(arm64_zip("notes_classifier").path) as archive:
-        assert not any(n.startswith(("pydicom/", "aws_lambda_powertools/")) for n in archive.namelist())
+        assert not any(
+            n.startswith(("pydicom/", "aws_lambda_powertools/", "dicomweb_client/")) for n in archive.namelist()
+        )
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "dicomweb_client",  # medfn.dicomweb.destination: results out by STOW-RS
+        "highdicom",  # medfn.studies.dicom_sr: the results themselves (SR, SEG)
+    ],
+)
+def test_an_upload_zip_imports_what_its_dicom_results_need(x86_unpacked: Path, module: str) -> None:
+    """Under bare python3.12, from the zip alone (x86_64: what this machine runs)."""
+    code = (
+        f"import sys; sys.path[:0] = [sys.argv[1]]; import {module}; assert {module}.__file__.startswith(sys.argv[1])"
+    )
+    done = subprocess.run(
+        [PYTHON312, "-I", "-S", "-c", code, str(x86_unpacked)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("function", ["scan_classifier", "notes_classifier"])  # the two dependency sets

@@ -148,6 +148,29 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SeriesConfig:
+    """`[series]` in function.toml: the function answers about whole DICOM series, not single files.
+
+    A series is complete when no instance has arrived for `settle_s` (in AWS; `medfn watch` uses
+    `local_settle_s`, a folder copy being fast), or at once when its headers say how many to expect.
+    """
+
+    settle_s: float = 30.0
+    local_settle_s: float = 2.0
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> SeriesConfig:
+        unknown = sorted(set(raw) - {"settle_s", "local_settle_s"})
+        if unknown:
+            raise ValueError(f"[series] has unknown keys {unknown}; known: ['local_settle_s', 'settle_s']")
+        series = cls(float(raw.get("settle_s", 30.0)), float(raw.get("local_settle_s", 2.0)))
+        # SQS delays a message by 15 minutes at most: the stability check rides on such a delay
+        if not (0 <= series.settle_s <= 900 and 0 <= series.local_settle_s <= 900):
+            raise ValueError("[series] settle_s and local_settle_s must be between 0 and 900 seconds")
+        return series
+
+
+@dataclass(frozen=True)
 class FunctionConfig:
     """One deployable function: which model it serves and how it runs."""
 
@@ -163,6 +186,7 @@ class FunctionConfig:
     max_body_bytes: int = 6 * 1024 * 1024  # Lambda's synchronous payload limit
     http: bool = True
     uploads: bool = False  # processes scans uploaded to the upload bucket
+    series: SeriesConfig | None = None  # set: uploads are DICOM instances assembled into series
     directory: Path | None = None
 
     @classmethod
@@ -182,6 +206,7 @@ class FunctionConfig:
             max_body_bytes=int(raw.get("max_body_bytes", 6 * 1024 * 1024)),
             http=bool(triggers.get("http", True)),
             uploads=bool(triggers.get("uploads", False)),
+            series=SeriesConfig.parse(raw["series"]) if "series" in raw else None,
             directory=directory,
         )
 

@@ -157,8 +157,8 @@ def test_jpeg_baseline_and_ybr_colour_arrive_as_rgb() -> None:
 
 
 def test_unsupported_transfer_syntax_is_415_naming_it() -> None:
-    with pytest.raises(UnsupportedMediaType, match=r"JPEG-LS Lossless .*1\.2\.840\.10008\.1\.2\.4\.80"):
-        decode_image(read_testdata("MR_small_jpeg_ls_lossless.dcm"), max_pixels=LIMIT, max_bytes=BUDGET)
+    with pytest.raises(UnsupportedMediaType, match=r"JPEG Lossless.*1\.2\.840\.10008\.1\.2\.4\.70"):
+        decode_image(read_testdata("SC_rgb_jpeg_gdcm.dcm"), max_pixels=LIMIT, max_bytes=BUDGET)
 
 
 def test_dicom_without_pixel_data_or_preamble_or_tail_is_422(phantom: np.ndarray) -> None:

@@ -104,9 +104,9 @@ def test_bad_input_gets_a_clear_4xx(
 def test_unsupported_transfer_syntax_is_415(classifier_client: TestClient) -> None:
     from pydicom.data import get_testdata_file
 
-    data = open(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), "rb").read()
+    data = open(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"), "rb").read()
     response = classifier_client.post(PREDICT, content=data, headers={"content-type": "application/dicom"})
-    assert response.status_code == 415 and "JPEG-LS" in response.json()["error"]
+    assert response.status_code == 415 and "JPEG Lossless" in response.json()["error"]
 
 
 def test_unknown_model_is_404_and_the_process_survives(classifier_client: TestClient, phantoms) -> None:  # type: ignore[no-untyped-def]

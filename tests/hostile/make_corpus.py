@@ -84,11 +84,11 @@ def dicom_without_pixels() -> bytes:
     return out.getvalue()
 
 
-def dicom_jpeg_ls() -> bytes:
-    """pydicom's own JPEG-LS lossless MR: a transfer syntax pydicom cannot decode without plugins."""
+def dicom_jpeg_lossless() -> bytes:
+    """pydicom's own JPEG Lossless (process 14) RGB: a transfer syntax pydicom cannot decode without plugins."""
     from pydicom.data import get_testdata_file
 
-    return Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm")).read_bytes()
+    return Path(get_testdata_file("SC_rgb_jpeg_gdcm.dcm")).read_bytes()
 
 
 def deeply_nested_json() -> bytes:
@@ -129,7 +129,7 @@ COMMITTED: dict[str, Callable[[], bytes]] = {
     "truncated.png": truncated_png,
     "truncated.jpg": truncated_jpeg,
     "no_pixel_data.dcm": dicom_without_pixels,
-    "jpeg_ls.dcm": dicom_jpeg_ls,
+    "jpeg_lossless.dcm": dicom_jpeg_lossless,
     "empty.bin": lambda: b"",
     "deeply_nested.json": deeply_nested_json,
     "huge_numbers.json": huge_numbers_json,

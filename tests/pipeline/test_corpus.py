@@ -7,6 +7,7 @@ may repeat; the tests below check the corpus itself still is what the pipeline t
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -29,7 +30,7 @@ class Scan:
         return self.kind not in ("png", "dicom")
 
 
-POISON_KINDS = ("corrupt", "truncated-dicom", "truncated-png", "empty", "text", "jpeg-ls")
+POISON_KINDS = ("corrupt", "truncated-dicom", "truncated-png", "empty", "text", "jpeg-lossless")
 
 
 def with_demographics(dicom: bytes, index: int) -> tuple[bytes, tuple[str, ...]]:
@@ -68,7 +69,8 @@ def corpus(n_png: int = 22, n_dicom: int = 22) -> tuple[Scan, ...]:
     scans.append(Scan("misnamed/really-a-dicom.png", dicom, "dicom", phi))
 
     truncated, truncated_phi = with_demographics(chest_phantoms.to_dicom(images[2]), 98)
-    jpeg_ls = open(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), "rb").read()  # noqa: SIM115
+    # JPEG Lossless (process 14): needs a decoder plugin (GDCM, pylibjpeg-libjpeg) that medfn does not ship
+    jpeg_lossless = open(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"), "rb").read()  # noqa: SIM115
     scans += [
         Scan("poison/corrupt.dcm", b"\0" * 128 + b"DICM" + bytes(range(256)) * 3, "corrupt"),
         Scan("poison/truncated.dcm", truncated[: len(truncated) * 2 // 3], "truncated-dicom", truncated_phi),
@@ -76,9 +78,20 @@ def corpus(n_png: int = 22, n_dicom: int = 22) -> tuple[Scan, ...]:
         Scan("poison/empty.dcm", b"", "empty"),
         Scan("poison/notes for ward+7.txt", b"Patient seen today, chest clear.\n", "text"),
         Scan("poison/text-named.png", b"not an image at all", "text"),
-        Scan("poison/jpeg ls.dcm", jpeg_ls, "jpeg-ls", ("CompressedSamples",)),
+        Scan("poison/jpeg lossless.dcm", jpeg_lossless, "jpeg-lossless", ("Lestrade",)),
     ]
     return tuple(scans)
+
+
+def result_files(scans: Iterable[Scan], prefix: str = "") -> set[str]:
+    """What results/ holds for these scans: `<key>.json`, and `<key>.sr.dcm` beside it for a DICOM
+    scan (its answer as a DICOM SR, filed in the scan's study)."""
+    names = set()
+    for scan in scans:
+        names.add(f"{prefix}{scan.key}.json")
+        if scan.kind == "dicom":
+            names.add(f"{prefix}{scan.key}.sr.dcm")
+    return names
 
 
 def demographics() -> set[str]:
@@ -100,14 +113,14 @@ def test_dicoms_carry_the_demographics_the_log_test_looks_for() -> None:
             assert sniff(scan.data) == "dicom"
 
 
-def test_jpeg_ls_is_unsupported_here() -> None:
-    """If a JPEG-LS decoder gets installed, this corpus needs another unsupported syntax."""
+def test_jpeg_lossless_is_unsupported_here() -> None:
+    """If a JPEG Lossless decoder gets installed, this corpus needs another unsupported syntax."""
     from medfn.codecs.dicom import decode_dicom
     from medfn.errors import UnsupportedMediaType
 
-    scan = next(s for s in corpus() if s.kind == "jpeg-ls")
+    scan = next(s for s in corpus() if s.kind == "jpeg-lossless")
     try:
         decode_dicom(scan.data, max_pixels=10**8, max_bytes=2**30)
     except UnsupportedMediaType:
         return
-    raise AssertionError("MR_small_jpeg_ls_lossless.dcm decoded: pick an unsupported transfer syntax")
+    raise AssertionError("SC_rgb_jpeg_gdcm.dcm decoded: pick an unsupported transfer syntax")

@@ -33,7 +33,7 @@ from tests.pipeline.s3_helpers import (
     status_items,
     upload,
 )
-from tests.pipeline.test_corpus import Scan, corpus
+from tests.pipeline.test_corpus import Scan, corpus, result_files
 
 # -- the worker killed mid-backlog ----------------------------------------------------------
 
@@ -123,7 +123,7 @@ def test_killed_twice_mid_backlog_then_restarted(tmp_path: Path) -> None:
 
     good = {s.key for s in scans if not s.poison}
     poison = {s.key: s.data for s in scans if s.poison}
-    assert files_under(tmp_path / "results") == {f"{k}.json" for k in good}
+    assert files_under(tmp_path / "results") == result_files(s for s in scans if not s.poison)
     for key in good:  # each one whole: a rename put it there, never a write in place
         document = json.loads((tmp_path / "results" / f"{key}.json").read_bytes())
         assert document["source"]["key"] == key and document["prediction"]["label"]
@@ -267,7 +267,8 @@ def test_s3_outage_during_an_sqs_backlog(
     first_time = {k for k, item in items.items() if item["outcome"] == "result" and not failures[k]}
     assert gave_up and recovered and first_time, (len(gave_up), len(recovered), len(first_time))
     assert gave_up & {s.key for s in poison}  # poison whose quarantine S3 refused to the end
-    assert keys_under(clients, bucket, "results/") == {f"results/{k}.json" for k in recovered | first_time}
+    answered = [s for s in scans if s.key in recovered | first_time]
+    assert keys_under(clients, bucket, "results/") == result_files(answered, "results/")
 
     # S3 is back and the DLQ redriven: the rest settle, replacing their retryable errors.
     assert not deliver_in_rounds(classifier_handler, clients, queue, lambda round_, batch: None)
@@ -275,6 +276,6 @@ def test_s3_outage_during_an_sqs_backlog(
     assert {k: (i["outcome"], i.get("retryable", False)) for k, i in items.items()} == {
         s.key: ("error" if s.poison else "result", False) for s in scans
     }
-    assert keys_under(clients, bucket, "results/") == {f"results/{s.key}.json" for s in good}
+    assert keys_under(clients, bucket, "results/") == result_files(good, "results/")
     assert keys_under(clients, bucket, "quarantine/") == {f"quarantine/{s.key}" for s in poison}
     assert "Messages" not in clients["sqs"].receive_message(QueueUrl=queue["dlq_url"])

@@ -141,8 +141,8 @@ def test_analyse_sniffs_the_bytes_not_the_name(classifier_handler: Any) -> None:
     assert analyse(plane, "scan_classifier", scans["misnamed/really-a-png.dcm"].data).media_type == "image/png"
     with pytest.raises(UnprocessableInput, match="empty"):
         analyse(plane, "scan_classifier", b"")
-    with pytest.raises(UnsupportedMediaType, match="JPEG-LS"):
-        analyse(plane, "scan_classifier", scans["poison/jpeg ls.dcm"].data)
+    with pytest.raises(UnsupportedMediaType, match="JPEG Lossless"):
+        analyse(plane, "scan_classifier", scans["poison/jpeg lossless.dcm"].data)
 
 
 def test_fhir_report_is_valid_r4_with_one_observation_per_label(classifier_handler: Any) -> None:

@@ -3,6 +3,7 @@ half-way is never read, and two consumers of one queue leave one record per scan
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -74,3 +75,35 @@ def test_an_upload_slot_buys_one_scan(classifier_handler: Any, pipeline_env: dic
     assert [outcome for outcome, _ in slot_items] == ["error", "result"]
     assert "slot was used before" in slot_items[0][1]
     assert [i["outcome"] for i in items if i["key"] == by_hand] == ["result", "result"]
+
+
+def test_a_slot_scan_is_recorded_and_billed_to_the_key_that_asked(
+    classifier_handler: Any, pipeline_env: dict[str, Any], capsys: Any
+) -> None:
+    """The key id the slot's POST kept as metadata is in the status record and in the EMF
+    metering line, as an HTTP predict call's would be."""
+    bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
+    key = "scan_classifier/2026/12/07/00000000000000000000000000000001.png"
+    put = pipeline_env["s3"].put_object(Bucket=bucket, Key=key, Body=PNG.data, Metadata={"medfn-key-id": "clinic-b"})
+    capsys.readouterr()
+    classifier_handler(s3_event(bucket, key, put, len(PNG.data)), None)
+    (item,) = status_items(pipeline_env, bucket)
+    assert item["outcome"] == "result" and item["key_id"] == "clinic-b"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    (usage,) = [line for line in lines if "_aws" in line]
+    assert usage["ApiKeyId"] == "clinic-b" and usage["BilledUnits"] == 1 and usage["Model"] == "scan_classifier"
+
+
+def test_a_slot_whose_first_scan_was_quarantined_takes_no_second(
+    classifier_handler: Any, pipeline_env: dict[str, Any]
+) -> None:
+    """Move-mode quarantine removes the first upload's version; the slot is still spent: the status
+    table remembers the first upload, so the second is refused, not analysed."""
+    bucket = make_bucket(pipeline_env, with_queue=False)["bucket"]
+    s3, key = pipeline_env["s3"], "scan_classifier/2026/12/07/00000000000000000000000000000002.png"
+    for body in (b"not an image", PNG.data):
+        put = s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"medfn-key-id": "clinic-c"})
+        classifier_handler(s3_event(bucket, key, put, len(body)), None)
+    reasons = sorted(i.get("reason", "") for i in status_items(pipeline_env, bucket))
+    assert len(reasons) == 2 and "unrecognised signature" in reasons[0] and "slot was used before" in reasons[1]
+    assert keys_under(pipeline_env, bucket, "results/") == set()

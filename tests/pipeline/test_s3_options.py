@@ -71,7 +71,11 @@ def test_one_bad_message_fails_alone_and_a_redrive_replaces_its_error(
     assert classifier_handler(batch(1), None) == {"batchItemFailures": []}
     items = {item["key"]: item for item in status_items(pipeline_env, bucket)}
     assert len(items) == 3 and items["down.dcm"]["outcome"] == "result"
-    assert keys_under(pipeline_env, bucket, "results/") == {"results/good.png.json", "results/down.dcm.json"}
+    assert keys_under(pipeline_env, bucket, "results/") == {
+        "results/good.png.json",
+        "results/down.dcm.json",
+        "results/down.dcm.sr.dcm",
+    }
 
 
 def test_direct_events_count_attempts_in_the_status_table(
@@ -107,7 +111,9 @@ def test_tag_quarantine_fhir_results_and_a_results_bucket(
     tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=TEXT.key)["TagSet"]}
     assert tags["medfn-quarantine"] == "unprocessable-input" and "unrecognised signature" in tags["medfn-reason"]
     assert s3.get_object(Bucket=bucket, Key=TEXT.key)["Body"].read() == TEXT.data  # tagged, left in place
-    assert keys_under(pipeline_env, results, "") == {f"results/{DICOM.key}.json", f"results/{DICOM.key}.fhir.json"}
+    assert keys_under(pipeline_env, results, "") == {
+        f"results/{DICOM.key}{suffix}" for suffix in (".json", ".fhir.json", ".sr.dcm")
+    }
     report = DiagnosticReport.model_validate_json(
         s3.get_object(Bucket=results, Key=f"results/{DICOM.key}.fhir.json")["Body"].read()
     )

@@ -63,13 +63,11 @@ def run(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace, directory: Path) -> int:
     from dataclasses import replace
 
+    from medfn.dicomweb.destination import destination_from_env
     from medfn.errors import MedfnError
     from medfn.function import load_function
-    from medfn.pipeline.folder_storage import FolderStorage
-    from medfn.pipeline.folder_watch import FolderWatch
+    from medfn.pipeline.local import open_local_pipeline
     from medfn.pipeline.settings import PipelineSettings
-    from medfn.pipeline.sqlite_status import SqliteStatusTable
-    from medfn.pipeline.worker import ScanWorker
 
     function = load_function(directory)
     try:
@@ -80,21 +78,25 @@ def _watch(args: argparse.Namespace, directory: Path) -> int:
     settings = PipelineSettings.from_env()
     if args.fhir:
         settings = replace(settings, formats=tuple(dict.fromkeys((*settings.formats, "fhir"))))
-    storage = FolderStorage(args.dir, settings)
-    status = SqliteStatusTable(storage.root / "status.sqlite3")
-    worker = ScanWorker(
-        plane=function.plane, model=function.config.model, storage=storage, status=status, settings=settings
+    local = open_local_pipeline(
+        args.dir,
+        function,
+        settings,
+        destination=destination_from_env(),  # a PACS the DICOM results also go to, when configured
+        settle_s=args.settle,
+        progress=not args.no_progress,
+        once=args.once,
     )
-    watch = FolderWatch(storage=storage, worker=worker, settle_s=args.settle, progress=not args.no_progress)
+    watch = local.watch
     if not args.once:
-        print(f"watching {storage.incoming} (Ctrl-C to stop)", file=sys.stderr)
+        print(f"watching {watch.storage.incoming} (Ctrl-C to stop)", file=sys.stderr)
     try:
         with _stopped_by_signals() as stop:
             watch.run(poll_s=args.poll, once=args.once, stop=stop.is_set)
     except KeyboardInterrupt:
         pass  # a second Ctrl-C: stopped at once; the summary still follows
     finally:
-        status.close()
+        local.close()
     print(json.dumps(watch.total.as_dict()))
     return 0
 

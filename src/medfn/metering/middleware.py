@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from medfn.metering.record import Meter, UsageRecord
+from medfn.metering.record import ANONYMOUS, Meter, UsageRecord
 
 if TYPE_CHECKING:  # the key store is a local-gateway feature: Lambda never loads it
     from medfn.metering.keys import KeyGate
@@ -29,7 +29,6 @@ _BILLED_ACTIONS = {"/predict", "/infer"}
 _OPEN_PATHS = {"/v2/health/live", "/v2/health/ready", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 _WATCHED_HEADERS = frozenset({b"x-model-version", b"x-request-id"})  # read off each model answer
 UNKNOWN = "unknown"  # a model or version that the path names but nothing serves
-ANONYMOUS = "anonymous"  # no key asked for (local serve without --api-keys)
 
 
 @dataclass

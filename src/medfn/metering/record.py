@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+ANONYMOUS = "anonymous"  # the key id of a call no key was asked for (local serve without --api-keys)
+
 
 @dataclass(frozen=True, slots=True)
 class UsageRecord:

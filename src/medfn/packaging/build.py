@@ -30,6 +30,13 @@ DEPENDENCY_ZIPS = REPO / ".medfn" / "package" / "dependencies"
 RUNTIME_PROVIDED = ("boto3", "botocore")  # in every Lambda Python runtime
 # Tasks whose inputs may be DICOM: their functions get the `dicom` extra (pydicom).
 DICOM_TASKS = {"image_classification", "image_segmentation"}
+# Tasks that answer about whole series: the `volumes` extra (scipy; these functions are containers).
+VOLUME_TASKS = {"volume_segmentation"}
+# Upload functions deliver their DICOM results to a PACS when the stack names one (MEDFN_DICOMWEB_URL
+# at synth): the `pacs` extra, always, so a zip built before that choice still delivers (~1.2 MiB
+# zipped). Without pynetdicom: in AWS results go out by STOW-RS only (C-STORE is DIMSE, unencrypted,
+# and functions run outside a VPC), and `medfn listen` does not run in Lambda.
+LAMBDA_PACS_LEFT_OUT = ("pynetdicom",)
 
 
 @dataclass(frozen=True)
@@ -55,18 +62,36 @@ class Package:
 def requirements(config: FunctionConfig, model_task: str, pyproject: Path = REPO / "pyproject.toml") -> list[str]:
     """The runtime dependencies from pyproject.toml, plus what imaging and upload functions use.
 
-    Never dev, train, serve or infra extras. Upload functions get `dicom` and the `aws` extra
-    without boto3: boto3 is part of Lambda's Python runtime, and bundling it would add
-    ~20 MiB for nothing.
+    Never dev, train, serve or infra extras. Upload functions get `dicom-results` (their DICOM
+    scans' results are written as DICOM SR too), `pacs` without what Lambda never runs
+    (LAMBDA_PACS_LEFT_OUT) and the `aws` extra without boto3: boto3 is part of Lambda's Python
+    runtime, and bundling it would add ~20 MiB for nothing.
     """
     project = tomllib.loads(pyproject.read_text("utf-8"))["project"]
     extras = project["optional-dependencies"]
     wanted = list(project["dependencies"])
-    if model_task in DICOM_TASKS or config.uploads:
+    if model_task in VOLUME_TASKS:
+        wanted += _expand(extras, "volumes")
+    elif config.uploads:
+        wanted += _expand(extras, "dicom-results")
+    elif model_task in DICOM_TASKS:
         wanted += extras["dicom"]
     if config.uploads:
+        wanted += [r for r in _expand(extras, "pacs") if not r.startswith(LAMBDA_PACS_LEFT_OUT)]
         wanted += [r for r in extras.get("aws", []) if not r.startswith(RUNTIME_PROVIDED)]
     return wanted
+
+
+def _expand(extras: dict[str, list[str]], extra: str) -> list[str]:
+    """An extra's requirements with its `medfn[...]` references to other extras resolved."""
+    found: list[str] = []
+    for requirement in extras[extra]:
+        if requirement.startswith("medfn["):
+            for inner in requirement[len("medfn[") : -1].split(","):
+                found += _expand(extras, inner.strip())
+        else:
+            found.append(requirement)
+    return found
 
 
 def _pip(arch: str, *args: str) -> list[str]:

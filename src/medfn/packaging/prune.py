@@ -17,7 +17,8 @@ from pathlib import Path
 # extension links to is still in the zip.
 #
 # Distributions onnxruntime declares but needs only in its model-conversion tools (pruned
-# below): their metadata and their top-level packages go.
+# below): their metadata and their top-level packages go, unless another distribution in the
+# bundle requires one too (highdicom imports `packaging`).
 UNUSED_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "protobuf": ("google",),
     "flatbuffers": ("flatbuffers",),
@@ -48,11 +49,10 @@ PRUNED: dict[str, str] = {
     "PIL/_webp.*": "WebP images",
     "PIL/_imagingft.*": "drawing text with FreeType and HarfBuzz",
     "PIL/_imagingtk.*": "Tkinter display",
-    # pydicom: its data folder is test and documentation data (test_files: pruned_testdata).
+    # pydicom: its data folder is test and documentation data (test_files: pruned_testdata). Its
+    # `sr` code dictionaries stay: highdicom writes the upload functions' SRs with them.
     "pydicom/data/charset_files": "character-set test files",
     "pydicom/data/palettes": "well-known colour palettes, read only by apply_color_lut(palette=name)",
-    "pydicom/sr": "Structured Report code dictionaries (pydicom.sr.codedict, ~1.7 MiB zipped): imported only "
-    "by code that writes SR documents, never by dcmread or the pixel decoders",
     # Powertools' own REST resolver can serve Swagger UI; medfn's HTTP is FastAPI.
     "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.min.*": "Swagger UI's script and styles",
 }
@@ -74,7 +74,10 @@ PYDICOM_EXAMPLES = "pydicom/examples/__init__.py"
 
 def prune(root: Path) -> None:
     """Delete what the function never imports (the constants above say what and why)."""
+    needed = _required_beyond_onnxruntime(root)
     for distribution, packages in UNUSED_DISTRIBUTIONS.items():
+        if distribution in needed:
+            continue
         for path in [*root.glob(f"{distribution}-*.dist-info"), *(root / name for name in packages)]:
             _remove(path)
     for pattern in PRUNED:
@@ -89,6 +92,20 @@ def prune(root: Path) -> None:
         path.unlink()
     for path in unlinked_vendored_libraries(root):
         path.unlink()
+
+
+def _required_beyond_onnxruntime(root: Path) -> set[str]:
+    """The distribution names that the bundle's other distributions require (their METADATA)."""
+    needed = set()
+    for metadata in root.glob("*.dist-info/METADATA"):
+        if metadata.parent.name.startswith("onnxruntime"):
+            continue
+        for line in metadata.read_text("utf-8", errors="replace").splitlines():
+            if line.startswith("Requires-Dist:") and "extra ==" not in line:
+                needed.add(
+                    re.split(r"[\s<>=!~;\[(]", line.removeprefix("Requires-Dist:").strip(), maxsplit=1)[0].lower()
+                )
+    return needed
 
 
 def _remove(path: Path) -> None:

@@ -22,6 +22,7 @@ class Analysis:
     media_type: str
     body: dict[str, Any]  # the task's answer, in the shape the HTTP route gives it
     inference_ms: float
+    dicom: bytes = b""  # a DICOM scan's own bytes: its results in DICOM (an SR) copy its study from it
 
 
 def analyse(plane: InferencePlane, model_name: str, data: bytes) -> Analysis:
@@ -46,4 +47,5 @@ def analyse(plane: InferencePlane, model_name: str, data: bytes) -> Analysis:
         media_type=media_type,
         body=prediction.answer(model, uuid.uuid4().hex),
         inference_ms=prediction.inference_ms,
+        dicom=data if media_type == "application/dicom" else b"",
     )

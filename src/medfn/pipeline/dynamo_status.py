@@ -12,6 +12,8 @@ from medfn.errors import StorageUnavailable
 from medfn.pipeline.types import ObjectRef, Outcome, Settled, StatusRecord
 
 _OPEN = "attribute_not_exists(outcome) OR retryable = :yes"  # items a new record may still settle
+# A series' record is replaced by one of a later generation (an instance arrived after it was answered)
+_SUPERSEDED = f"{_OPEN} OR generation < :generation"
 
 
 class DynamoStatusTable:
@@ -41,10 +43,20 @@ class DynamoStatusTable:
 
         serialise = TypeSerializer().serialize
         item = {**_key(record.ref), **{name: serialise(value) for name, value in record.as_item().items()}}
-        written = self._call(
-            "put_item", Item=item, ConditionExpression=_OPEN, ExpressionAttributeValues={":yes": {"BOOL": True}}
-        )
+        values = {":yes": {"BOOL": True}, ":generation": {"N": str(record.generation or 0)}}
+        written = self._call("put_item", Item=item, ConditionExpression=_SUPERSEDED, ExpressionAttributeValues=values)
         return written is not None
+
+    def used_before(self, ref: ObjectRef) -> bool:
+        response = self._call(
+            "query",
+            KeyConditionExpression="object_uri = :uri",
+            ExpressionAttributeValues={":uri": {"S": ref.uri}},
+            ProjectionExpression="object_version",
+            ConsistentRead=True,
+        )
+        items = (response or {}).get("Items", [])
+        return any(item["object_version"]["S"] != ref.identity for item in items)
 
     def count_failure(self, ref: ObjectRef) -> int | None:
         response = self._call(

@@ -30,7 +30,7 @@ from medfn.errors import BadRequest, ObjectMissing, PayloadTooLarge, StorageUnav
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.status import now_iso
 from medfn.pipeline.storage import RESULT_MEDIA_TYPES
-from medfn.pipeline.types import ObjectRef
+from medfn.pipeline.types import Fetched, ObjectRef
 
 LOCK_NAME = ".medfn-watch.lock"
 _PARTIAL_SUFFIX = ".part"
@@ -96,12 +96,12 @@ class FolderStorage:
             scheme="file",
         )
 
-    def fetch(self, ref: ObjectRef) -> bytes:
+    def fetch(self, ref: ObjectRef) -> Fetched:
         try:
             path = self._as_seen(ref)
             if path.stat().st_size > self.settings.max_object_bytes:
                 raise PayloadTooLarge(f"file is over the limit of {self.settings.max_object_bytes} bytes")
-            return path.read_bytes()
+            return Fetched(path.read_bytes())  # a local file: no API key asked for it
         except FileNotFoundError as exc:
             # Not poison: a file moved away and back is processed when it is back.
             raise StorageUnavailable("the file is no longer in incoming/") from exc
@@ -137,7 +137,7 @@ class FolderStorage:
         self._write_atomically(
             target.with_name(target.name + ".reason.json"), json.dumps(reason_doc, indent=2).encode()
         )
-        for suffix in RESULT_MEDIA_TYPES:
+        for suffix in (s for s in RESULT_MEDIA_TYPES if s.startswith(".")):  # a scan's, not a series'
             superseded = self.results / f"{ref.key}{suffix}"
             try:
                 superseded.unlink(missing_ok=True)

@@ -12,6 +12,10 @@ up to the worker's `max_attempts`; the last one leaves the retryable error recor
 `--once` ends with one record per file. Only a file whose record cannot be written at all
 (the status table itself failing) is left without one: it stays in incoming/, and the next
 run (or, when watching, the next backoff) tries again.
+
+For a series function the files are DICOM instances: each poll also answers the series that
+have settled (no new instance for the function's `local_settle_s`; with `--once`, every series
+once the backlog is in), through the same series worker as AWS's delayed checks.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from stat import S_ISREG
 
 from medfn.errors import TransientFailure
 from medfn.pipeline.folder_storage import FolderStorage
-from medfn.pipeline.types import BatchSummary, ObjectRef
+from medfn.pipeline.series.sqlite_table import SqliteSeriesTable
+from medfn.pipeline.types import BatchSummary, ObjectRef, SeriesCheck
 from medfn.pipeline.worker import ScanWorker
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ class FolderWatch:
     _failures: dict[Marker, int] = field(default_factory=dict)  # failed attempts so far
     _retrying: dict[Marker, tuple[ObjectRef, float]] = field(default_factory=dict)  # -> when (monotonic)
     _unrecorded: dict[Marker, ObjectRef] = field(default_factory=dict)  # --once: out of attempts, no record
+    series: SqliteSeriesTable | None = None  # the series worker's table, asked what is due at each poll
     _once: bool = False
     _stop: Callable[[], bool] = field(default_factory=lambda: _never)
 
@@ -122,9 +128,12 @@ class FolderWatch:
                 fresh = [ref for ref in fresh if (ref.key, ref.identity) not in self._retrying]
                 if due or fresh:
                     self.process(due + fresh)
-                if once and not self._retrying:
+                self.answer_settled_series(settle_now=once and not self._retrying)
+                if once and not self._retrying and not self._series_open():
                     break
                 wake = math.inf if once else time.monotonic() + poll_s
+                if once and self._series_open():  # a series that failed transiently: its next attempt
+                    wake = time.monotonic() + self.retry_s
                 if self._retrying:
                     wake = min(wake, *(at for _, at in self._retrying.values()))
                 self._sleep_until(wake)
@@ -132,6 +141,25 @@ class FolderWatch:
             self._once, self._stop = False, _never
             self._count_retrying()
         return self.total
+
+    def answer_settled_series(self, settle_now: bool = False) -> None:
+        """Answer each series that has settled (`settle_now`: every one with unanswered instances);
+        a transient failure is tried again at a later poll, up to the worker's max_attempts."""
+        series = self.worker.series
+        if self.series is None or series is None:
+            return
+        for key in self.series.due(time.time(), 0.0 if settle_now else series.settle_s):
+            if self._stop():
+                return
+            try:
+                handled = series.check(SeriesCheck(key.id, 0))
+            except TransientFailure:
+                continue
+            self.total.count(handled)
+
+    def _series_open(self) -> bool:
+        """Some series still has instances that no record answers (with --once: keep going)."""
+        return self.series is not None and bool(self.series.due(math.inf, 0.0))
 
     def _count_retrying(self) -> None:
         """`total`'s "retrying": the scans waiting for another attempt, each once, however many

@@ -1,4 +1,5 @@
-"""The documents a scan's result is written as: our JSON, and a FHIR report when asked."""
+"""The documents a scan's result is written as: our JSON, a DICOM SR for a DICOM scan that a model
+classified (so a PACS files the answer in the scan's study), and a FHIR report when asked."""
 
 from __future__ import annotations
 
@@ -28,10 +29,29 @@ def result_document(ref: ObjectRef, analysis: Analysis, processed_at: str) -> di
 
 
 def render(ref: ObjectRef, analysis: Analysis, processed_at: str, formats: tuple[str, ...]) -> dict[str, bytes]:
-    """File suffix -> bytes, for every format asked for: ".json", ".fhir.json"."""
+    """File suffix -> bytes: ".json"; ".sr.dcm" for a DICOM scan with class probabilities;
+    ".fhir.json" when asked."""
     documents = {".json": orjson.dumps(result_document(ref, analysis, processed_at), option=orjson.OPT_INDENT_2)}
+    study_instance_uid = None
+    if analysis.dicom:
+        from medfn.studies.dicom_sr import classification_report  # highdicom: DICOM scans only
+        from medfn.studies.writing import read_dataset, to_bytes
+
+        source = read_dataset(analysis.dicom)
+        study_instance_uid = str(source.StudyInstanceUID)
+        body = analysis.body
+        if body.get("probabilities") and body.get("label"):
+            report = classification_report(
+                source,
+                label=str(body["label"]),
+                probabilities={str(k): float(v) for k, v in body["probabilities"].items()},
+                model_name=analysis.model,
+                model_version=analysis.model_version,
+                uid_seed=f"{ref.uri}#{ref.identity}:{analysis.model}:{analysis.model_version}",
+            )
+            documents[".sr.dcm"] = to_bytes(report)
     if "fhir" in formats:
         from medfn.pipeline.fhir import diagnostic_report  # fhir.resources (pydantic): only when asked
 
-        documents[".fhir.json"] = diagnostic_report(ref, analysis, processed_at)
+        documents[".fhir.json"] = diagnostic_report(ref, analysis, processed_at, study_instance_uid)
     return documents

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from urllib.parse import urlencode
 from medfn.errors import ObjectMissing, PayloadTooLarge, StorageUnavailable, UnprocessableInput
 from medfn.pipeline.settings import PipelineSettings
 from medfn.pipeline.storage import RESULT_MEDIA_TYPES, tag_safe
-from medfn.pipeline.types import ObjectRef
+from medfn.pipeline.types import Fetched, ObjectRef
 from medfn.pipeline.upload_slots import SLOT_METADATA
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class S3Storage:
             self._client = boto3.client("s3")
         return self._client
 
-    def fetch(self, ref: ObjectRef) -> bytes:
+    def fetch(self, ref: ObjectRef) -> Fetched:
         self._check_size(ref.size)
         # The version and If-Match on the ETag: a later upload under the same key has its
         # own event, and must not be answered under this one's name.
@@ -44,9 +45,10 @@ class S3Storage:
             response = self.client.get_object(Bucket=ref.bucket, Key=ref.key, **selector)
             self._check_size(response.get("ContentLength"))
             data: bytes = response["Body"].read()
-        if SLOT_METADATA in (response.get("Metadata") or {}) and ref.versioned:
+        key_id = (response.get("Metadata") or {}).get(SLOT_METADATA)
+        if key_id is not None and ref.versioned:
             self._check_first_of_slot(ref)
-        return data
+        return Fetched(data, _key_id(key_id))
 
     def _check_first_of_slot(self, ref: ObjectRef) -> None:
         """An upload slot buys one scan: a later version under a slot's key is refused (S3 lists a
@@ -132,3 +134,9 @@ def _s3_errors(operation: str) -> Iterator[None]:
         raise StorageUnavailable(f"S3 {operation} failed ({code or 'no error code'})") from exc
     except BotoCoreError as exc:  # no connection, timeouts, a broken response stream
         raise StorageUnavailable(f"S3 {operation} failed ({type(exc).__name__})") from exc
+
+
+def _key_id(value: str | None) -> str:
+    """The slot's key id as medfn.pipeline.upload_slots wrote it; anything else is cut to the
+    characters an API Gateway key id has, so a record or metric never carries free text."""
+    return re.sub(r"[^A-Za-z0-9_-]", "", value or "")[:128]

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS scans (
 )
 """
 _OPEN = "scans.outcome IS NULL OR scans.retryable = 1"  # rows a new record may still settle
+# A series' record is replaced by one of a later generation (an instance arrived after it was answered)
+_SUPERSEDED = f"{_OPEN} OR COALESCE(json_extract(scans.record, '$.generation'), 0) < ?"
 
 
 class SqliteStatusTable:
@@ -56,10 +58,23 @@ class SqliteStatusTable:
         _, changed = self._execute(
             "INSERT INTO scans (object_uri, object_version, outcome, retryable, record) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (object_uri, object_version) DO UPDATE SET outcome = excluded.outcome, "
-            f"retryable = excluded.retryable, record = excluded.record WHERE {_OPEN}",
-            (record.ref.uri, record.ref.identity, record.outcome, int(record.retryable), json.dumps(record.as_item())),
+            f"retryable = excluded.retryable, record = excluded.record WHERE {_SUPERSEDED}",
+            (
+                record.ref.uri,
+                record.ref.identity,
+                record.outcome,
+                int(record.retryable),
+                json.dumps(record.as_item()),
+                record.generation or 0,
+            ),
         )
         return changed == 1
+
+    def used_before(self, ref: ObjectRef) -> bool:
+        rows, _ = self._execute(
+            "SELECT 1 FROM scans WHERE object_uri = ? AND object_version != ? LIMIT 1", (ref.uri, ref.identity)
+        )
+        return bool(rows)
 
     def count_failure(self, ref: ObjectRef) -> int | None:
         rows, _ = self._execute(

@@ -23,6 +23,11 @@ class StatusTable(Protocol):
         """Write `record` unless `ref` is settled; False when another delivery got there first."""
         ...
 
+    def used_before(self, ref: ObjectRef) -> bool:
+        """Whether another upload under `ref`'s key has a record (or a counted failure): an upload
+        slot buys one scan, even after the first was quarantined and its version removed."""
+        ...
+
     def count_failure(self, ref: ObjectRef) -> int | None:
         """Add one transient failure and return the count; None when `ref` is settled meanwhile."""
         ...

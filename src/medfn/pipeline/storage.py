@@ -5,14 +5,24 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from medfn.pipeline.types import ObjectRef
+from medfn.pipeline.types import Fetched, ObjectRef
 
-RESULT_MEDIA_TYPES = {".json": "application/json", ".fhir.json": "application/fhir+json"}
+# What a result is written as, by the end of its name: a scan's `<key>.json` (and `.fhir.json`,
+# `.sr.dcm` for DICOM scans); a series' `<study>/<series>/result.json`, `fhir.json`, `seg.dcm`, `sr.dcm`.
+RESULT_MEDIA_TYPES = {
+    ".json": "application/json",
+    ".fhir.json": "application/fhir+json",
+    ".sr.dcm": "application/dicom",
+    "/result.json": "application/json",
+    "/fhir.json": "application/fhir+json",
+    "/seg.dcm": "application/dicom",
+    "/sr.dcm": "application/dicom",
+}
 
 
 class ScanStorage(Protocol):
-    def fetch(self, ref: ObjectRef) -> bytes:
-        """The object's bytes, exactly the version the event named.
+    def fetch(self, ref: ObjectRef) -> Fetched:
+        """The object's bytes, exactly the version the event named, with the key that asked for it.
 
         Raises ObjectMissing when it is gone or changed, StorageUnavailable when the store
         did not answer, PayloadTooLarge over the configured size.

@@ -16,6 +16,14 @@ class Settled(NamedTuple):
     location: str
 
 
+class Fetched(NamedTuple):
+    """An object's bytes, and the API key that asked for its upload slot ("" when none did:
+    a direct upload, a local file). S3 keeps the key id as the object's `medfn-key-id` metadata."""
+
+    data: bytes
+    key_id: str = ""
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     """One uploaded object, as an event names it. Keys are already URL-decoded.
@@ -80,6 +88,12 @@ class StatusRecord:
     attempts: int = 1
     retryable: bool = False
     recorded_at: str = ""
+    # Series records only (medfn.pipeline.series): the instances answered about, counted by
+    # arrival. A record of a later generation supersedes an earlier one; the current is the last.
+    generation: int | None = None
+    instances: int | None = None
+    supersedes: int | None = None  # the generation whose record this one replaced
+    key_id: str = ""  # the API key that asked for the upload slot, when one did
 
     def as_item(self) -> dict[str, Any]:
         """Flat, JSON- and DynamoDB-friendly fields (empty and unknown ones left out)."""
@@ -99,8 +113,24 @@ class StatusRecord:
             "attempts": self.attempts,
             "retryable": self.retryable,
             "recorded_at": self.recorded_at,
+            "generation": self.generation,
+            "instances": self.instances,
+            "supersedes": self.supersedes,
+            "key_id": self.key_id,
         }
         return {name: value for name, value in item.items() if value not in ("", None)}
+
+
+@dataclass(frozen=True)
+class SeriesCheck:
+    """ "Is this series complete yet?": sent after each instance's arrival, delayed by the settle
+    time (in AWS, a delayed SQS message back to the function's own queue)."""
+
+    series: str  # SeriesKey.id: "<function>/<StudyInstanceUID>/<SeriesInstanceUID>"
+    generation: int  # how many instances had arrived when it was sent
+
+    def as_message(self) -> dict[str, Any]:
+        return {"medfn": "series-check", "series": self.series, "generation": self.generation}
 
 
 @dataclass
@@ -109,6 +139,7 @@ class Announced:
 
     objects: list[ObjectRef] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    checks: list[SeriesCheck] = field(default_factory=list)
 
 
 @dataclass
@@ -119,6 +150,7 @@ class BatchSummary:
     errors: int = 0
     duplicates: int = 0
     ignored: int = 0
+    instances: int = 0  # DICOM instances added to their series, answered when the series is complete
     transient: list[str] = field(default_factory=list)  # keys left for a retry
 
     def count(self, handled: str) -> None:
@@ -126,19 +158,22 @@ class BatchSummary:
         self.results += handled == "result"
         self.errors += handled == "error"
         self.duplicates += handled == "duplicate"
+        self.instances += handled == "instance"
 
     def add(self, other: BatchSummary) -> None:
         self.results += other.results
         self.errors += other.errors
         self.duplicates += other.duplicates
         self.ignored += other.ignored
+        self.instances += other.instances
         self.transient.extend(other.transient)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        counts = {
             "results": self.results,
             "errors": self.errors,
             "duplicates": self.duplicates,
             "ignored": self.ignored,
             "retrying": len(self.transient),
         }
+        return counts | ({"instances": self.instances} if self.instances else {})

@@ -2,6 +2,8 @@
 
     settled already? -> duplicate, nothing written (poison: finish releasing the original)
     fetch -> analyse -> write result(s) -> record "result"
+    (a series function: fetch -> add the instance to its series; the series is answered when a
+     check finds it complete, medfn.pipeline.series.worker)
     poison (a 4xx MedfnError)  -> quarantine -> record "error" -> release the original
     transient (5xx, a bug)     -> count the attempt; after the last, record a retryable
                                   "error"; raise TransientFailure so the delivery is retried
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from medfn.errors import ObjectMissing, TransientFailure
+from medfn.errors import ObjectMissing, TransientFailure, UnprocessableInput
+from medfn.metering.record import ANONYMOUS, Meter, UsageRecord
 from medfn.pipeline.analysis import Analysis, analyse
 from medfn.pipeline.failures import error_code, is_poison, safe_reason
 from medfn.pipeline.results import render
@@ -29,9 +33,13 @@ from medfn.pipeline.storage import ScanStorage
 from medfn.pipeline.types import Announced, BatchSummary, ObjectRef, StatusRecord
 from medfn.serving import InferencePlane
 
+if TYPE_CHECKING:
+    from medfn.dicomweb.destination import ResultDestination
+    from medfn.pipeline.series.worker import SeriesWorker
+
 log = logging.getLogger(__name__)
 
-Handled = Literal["result", "error", "duplicate"]
+Handled = Literal["result", "error", "duplicate", "instance", "waiting"]
 
 
 @dataclass
@@ -45,6 +53,14 @@ class ScanWorker:
     # its dead-letter queue): the last attempt then still raises TransientFailure. `medfn watch`
     # sets False: nothing redelivers a file, so the retryable error record is its outcome.
     redelivers: bool = True
+    # Where a DICOM scan's SR goes besides storage (a PACS). Delivered before the status record, so
+    # a destination that stays down ends, after the last attempt, in the retryable error record
+    # (a redrive delivers it); the SR keeps its UIDs on every attempt, so a PACS stores it once.
+    destination: ResultDestination | None = None
+    meter: Meter | None = None  # in AWS the EMF meter: an answered upload is a billed call like a predict
+    memory_mb: int = 0  # the function's memory, as the metering record states it
+    # Set for a function with `[series]`: uploads are instances of series, answered series by series
+    series: SeriesWorker | None = None
 
     def process_announced(self, announced: Announced, attempt: int | None = None) -> BatchSummary:
         """Settle every object an event announced; raise TransientFailure at the end if any must
@@ -63,8 +79,18 @@ class ScanWorker:
                 summary.transient.append(ref.key)
                 continue
             summary.count(handled)
+        for check in announced.checks:
+            if self.series is None:
+                summary.ignored += 1
+                log.info("ignored a series check: this function answers single scans")
+                continue
+            try:
+                summary.count(self.series.check(check, attempt))
+            except TransientFailure:
+                summary.transient.append(check.series)
         if summary.transient:
-            raise TransientFailure(f"{len(summary.transient)} of {len(announced.objects)} objects will be retried")
+            total = len(announced.objects) + len(announced.checks)
+            raise TransientFailure(f"{len(summary.transient)} of {total} objects or series will be retried")
         return summary
 
     def process(self, ref: ObjectRef, attempt: int | None = None) -> Handled:
@@ -79,23 +105,29 @@ class ScanWorker:
                     # object) must not remove the same bytes uploaded again under its key
                     self._finish_release(ref)
                 return "duplicate"
-            data = self.storage.fetch(ref)
-            analysis = analyse(self.plane, self.model, data)
+            fetched = self.storage.fetch(ref)
+            if fetched.key_id and self.status.used_before(ref):
+                raise UnprocessableInput(
+                    "this upload slot was used before: a slot takes one scan; ask POST /v1/uploads for another"
+                )
+            if self.series is not None:
+                return self.series.arrive(ref, fetched.data)
+            analysis = analyse(self.plane, self.model, fetched.data)
         except Exception as exc:  # sorted below: poison is recorded, the rest retried
             if is_poison(exc):
                 return self._reject(ref, exc, attempt)
             return self._retry_or_give_up(ref, exc, attempt)
         try:
-            return self._accept(ref, analysis)
+            return self._accept(ref, analysis, fetched.key_id)
         except Exception as exc:  # storage, or a FHIR report that fails validation: never the scan's fault
             return self._retry_or_give_up(ref, exc, attempt)
 
-    def _accept(self, ref: ObjectRef, analysis: Analysis) -> Handled:
+    def _accept(self, ref: ObjectRef, analysis: Analysis, key_id: str = "") -> Handled:
         at = now_iso()
-        locations = [
-            self.storage.write_result(ref, suffix, document)
-            for suffix, document in render(ref, analysis, at, self.settings.formats).items()
-        ]
+        documents = render(ref, analysis, at, self.settings.formats)
+        locations = [self.storage.write_result(ref, suffix, document) for suffix, document in documents.items()]
+        if self.destination is not None and ".sr.dcm" in documents:  # before the record: see `destination`
+            self.destination.deliver([documents[".sr.dcm"]])
         body = analysis.body
         record = StatusRecord(
             ref=ref,
@@ -106,10 +138,25 @@ class ScanWorker:
             top_label=str(body.get("label") or ""),
             sop_instance_uid=str(body.get("sop_instance_uid", "")),
             recorded_at=at,
+            key_id=key_id,
         )
         if not self.status.record(record):
             log.info("recorded meanwhile by another delivery, kept theirs: %s", ref.shown)
             return "duplicate"
+        if self.meter is not None:  # one billed call per answered scan, to the key that asked for its slot
+            self.meter.record(
+                UsageRecord(
+                    timestamp=time.time(),
+                    api_key_id=key_id or ANONYMOUS,
+                    model=analysis.model,
+                    version=str(analysis.model_version),
+                    status=200,
+                    duration_ms=analysis.inference_ms,
+                    billed_units=1,
+                    memory_mb=self.memory_mb,
+                    request_id=ref.identity,
+                )
+            )
         sop = hashlib.sha256(record.sop_instance_uid.encode()).hexdigest()[:12] if record.sop_instance_uid else "-"
         log.info("result for %s (%s, sop sha256 %s): %s", ref.shown, ref.identity, sop, record.top_label)
         return "result"

@@ -21,6 +21,7 @@ from medfn.serving.store import ModelStore, verified_artifacts
 if TYPE_CHECKING:
     from medfn.serving.batching import DynamicBatcher
     from medfn.serving.sessions import Device, OverlapSessions
+    from medfn.studies.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class Payload:
     data: bytes
     media_type: str  # "image/png", "application/dicom", "application/json", "text/plain", ...
     accept: str = "application/json"
+    # A series assembled by the pipeline (medfn.studies), for the tasks that answer about volumes
+    volume: Volume | None = None
 
 
 @dataclass
@@ -46,6 +49,8 @@ class Prediction:
     # Why the answer may not hold: the input lies outside what the model was trained on
     warnings: list[str] = field(default_factory=list)
     sop_instance_uid: str | None = None  # the DICOM image answered, linked without demographics
+    # A volume task's label map, (slices, rows, columns) uint8 aligned with Payload.volume: the SEG's frames
+    mask: np.ndarray | None = field(default=None, repr=False)
 
     def answer(self, model: Model, request_id: str) -> dict[str, Any]:
         """The one answer shape: the task route's JSON, `medfn predict`'s, a scan result's."""

@@ -1,4 +1,5 @@
-"""SQS batches whose messages carry S3 notifications or EventBridge events from S3.
+"""SQS batches whose messages carry S3 notifications or EventBridge events from S3, or the
+series checks a series function sends itself (medfn.pipeline.series).
 
 Each message succeeds or fails alone (`batchItemFailures`): SQS counts the attempts
 (ApproximateReceiveCount) and moves a message to the dead-letter queue after the queue's
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from medfn.pipeline.types import Announced
+from medfn.pipeline.types import Announced, SeriesCheck
 from medfn.sources._uploads import UploadSource
 from medfn.sources.eventbridge import from_s3_eventbridge, is_s3_eventbridge
 from medfn.sources.s3 import from_s3_notification, is_s3_notification
@@ -33,6 +34,11 @@ def from_message_body(body: Any) -> Announced:
     """An SQS message body: an S3 notification, an EventBridge event, or a test message."""
     if not isinstance(body, dict):
         return Announced(ignored=["SQS message whose body is not a JSON object"])
+    if body.get("medfn") == "series-check":
+        series, generation = body.get("series"), body.get("generation")
+        if isinstance(series, str) and series.count("/") == 2 and isinstance(generation, int):
+            return Announced(checks=[SeriesCheck(series, generation)])
+        return Announced(ignored=["series check without a series id and generation"])
     if body.get("Event") == "s3:TestEvent":  # S3 sends one when the notification is configured
         return Announced(ignored=["s3:TestEvent"])
     if is_s3_notification(body):
