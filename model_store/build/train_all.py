@@ -14,6 +14,7 @@ MODULES = (
     "train_breast_mass",
     "train_notes_classifier",
     "train_vitals_risk",
+    "train_ct_nodule_volume",
 )
 
 

@@ -21,6 +21,7 @@ TASKS: dict[str, str] = {
     "text_classification": "medfn.tasks.text_classification:TextClassifier",
     "tabular_classification": "medfn.tasks.tabular_classification:TabularClassifier",
     "timeseries_risk": "medfn.tasks.timeseries_risk:TimeSeriesRisk",
+    "volume_segmentation": "medfn.tasks.volume_segmentation:VolumeSegmenter",
 }
 
 

@@ -107,6 +107,27 @@ TASK_OPTIONS: dict[str, tuple[Options, Options]] = {
             "news2": Option(False, "add the latest observation's NEWS2 score"),
         },
     ),
+    "volume_segmentation": (
+        {
+            "pixel_spacing_mm": Option(
+                None, "in-plane spacing of the model's grid: slices are resampled to it (required)"
+            ),
+            "window": Option(None, "[center, width] in HU, mapped to 0-1 before the model (required)"),
+            "context_mm": Option(
+                None, "distances along the slice normal of the neighbours stacked as channels, 0 among them (required)"
+            ),
+            "min_slices": Option(1, "a series of fewer slices is refused"),
+            "slice_spacing_mm": Option(
+                None, "[low, high] slice spacing of the training data: outside it, a warning (unset: no check)"
+            ),
+        },
+        {
+            "output": CLASS_POSTPROCESSING["output"],
+            "threshold": Option(0.5, "voxels whose probability reaches it are in the mask"),
+            "min_volume_mm3": Option(0.0, "connected components (26-connected) smaller than this are dropped"),
+            "label": Option("foreground", "what the mask shows (e.g. nodule)"),
+        },
+    ),
 }
 
 
