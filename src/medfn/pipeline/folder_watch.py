@@ -152,7 +152,7 @@ class FolderWatch:
             if self._stop():
                 return
             try:
-                handled = series.check(SeriesCheck(key.id, 0))
+                handled = series.check(SeriesCheck(key.id, 0), complete=settle_now)
             except TransientFailure:
                 continue
             self.total.count(handled)

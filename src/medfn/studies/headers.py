@@ -53,9 +53,17 @@ class InstanceHeader:
     sha256: str  # of the bytes as received: a redelivery of the same file is recognised as such
 
 
+# What an instance is routed by: only these are parsed on arrival (each read guarded); the rest of
+# the header is checked when the series' volume is built, where a bad value quarantines the instance.
+HEADER_KEYWORDS = (
+    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality", "InstanceNumber",
+    "NumberOfFrames", "NumberOfSeriesRelatedInstances", "ImagesInAcquisition",
+)  # fmt: skip
+
+
 def read_header(data: bytes) -> InstanceHeader:
-    """The header of a Part-10 file, read up to its pixel data. Raises UnprocessableInput."""
-    return header_of(read_dataset(data, pixels=False), sha256=hashlib.sha256(data).hexdigest())
+    """The routing header of a Part-10 file (HEADER_KEYWORDS). Raises UnprocessableInput."""
+    return header_of(read_dataset(data, pixels=False, only=HEADER_KEYWORDS), sha256=hashlib.sha256(data).hexdigest())
 
 
 def header_of(ds: Dataset, *, sha256: str = "") -> InstanceHeader:
@@ -73,8 +81,9 @@ def header_of(ds: Dataset, *, sha256: str = "") -> InstanceHeader:
     )
 
 
-def read_dataset(data: bytes, *, pixels: bool = True) -> Dataset:
-    """A Part-10 file as a pydicom Dataset, pixel data included unless `pixels` is False.
+def read_dataset(data: bytes, *, pixels: bool = True, only: tuple[str, ...] = ()) -> Dataset:
+    """A Part-10 file as a pydicom Dataset, pixel data included unless `pixels` is False; `only`:
+    just these attributes, parsed (no pixels), the caller reading each one guarded.
 
     Raises UnprocessableInput (not DICOM, truncated, corrupt) or UnsupportedMediaType (deflated).
     """
@@ -93,6 +102,8 @@ def read_dataset(data: bytes, *, pixels: bool = True) -> Dataset:
             " bound known in advance)"
         )
     try:
+        if only:
+            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=list(only))
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not pixels)
         # Touch every element now, so that a value that cannot be decoded fails here (as a 422)
         # rather than later, wherever a header value happens to be read first.

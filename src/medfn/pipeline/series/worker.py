@@ -88,9 +88,10 @@ class SeriesWorker:
 
     # -- a check arrives --------------------------------------------------------------------------
 
-    def check(self, check: SeriesCheck, attempt: int | None = None) -> Checked:
+    def check(self, check: SeriesCheck, attempt: int | None = None, complete: bool = False) -> Checked:
         """Answer the series if it is complete and nobody else is on it; raises TransientFailure
-        when it must be tried again (the check message is then redelivered)."""
+        when it must be tried again (the check message is then redelivered). `complete`: the
+        caller knows every instance is in (`medfn watch --once`, after its backlog)."""
         key = SeriesKey.parse(check.series)
         if key.function != self.function:
             log.info("ignored a check for another function's series")
@@ -99,7 +100,7 @@ class SeriesWorker:
         if state is None or state.answered:
             return "duplicate"
         now = self.clock()
-        if state.settles_at(self.settle_s) > now:
+        if not complete and state.settles_at(self.settle_s) > now:
             if check.generation == state.arrived:  # an older check: the newest instance sent its own
                 self._send(SeriesCheck(key.id, state.arrived), state.settles_at(self.settle_s) - now)
             return "waiting"
