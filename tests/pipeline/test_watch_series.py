@@ -21,6 +21,7 @@ from pydicom.uid import generate_uid
 from tests.conftest import REPO
 from tests.pipeline.series_helpers import PhantomSeries, dice, extra_slice, phantom_series
 from tests.pipeline.test_watch import drop, run_watch
+from tests.studies.helpers import dciodvfy_errors
 
 FUNCTION = ["--function", "ct_nodule_volume", "--functions", str(REPO / "functions")]
 
@@ -88,8 +89,9 @@ def check_result_set(folder: Path, series: PhantomSeries) -> None:
     result = json.loads((folder / "result.json").read_text())
     seg = pydicom.dcmread(folder / "seg.dcm")
     sr = pydicom.dcmread(folder / "sr.dcm")
-    for ds in (seg, sr):  # filed in the source study, each in a new series
+    for ds in (seg, sr):  # filed in the source study, each in a new series, valid by dciodvfy
         assert ds.StudyInstanceUID == series.study_uid and ds.SeriesInstanceUID != series.series_uid
+        assert dciodvfy_errors(ds) == []
     assert result["dicom"]["seg"]["sop_instance_uid"] == seg.SOPInstanceUID
     # The SEG read back, frame by frame onto its source slices, covers the phantom's nodule
     assert dice(_seg_mask(seg, series), series.truth.labels > 0) >= 0.7
@@ -117,3 +119,26 @@ def _sr_volumes(path: Path) -> list[float]:
     report = highdicom.sr.srread(path)
     groups = report.content.get_volumetric_roi_measurement_groups()
     return [float(group.get_measurements(name=codes.SCT.Volume)[0].value) for group in groups]
+
+
+def test_an_enhanced_multi_frame_ct_is_a_series_of_one_file(tmp_path: Path) -> None:
+    """One Enhanced CT file holding every slice: answered as its series, the SEG's frames
+    referencing the frames of that one source instance."""
+    from model_store.build import dicom_series
+
+    series = phantom_series(33, 0, generate_uid())
+    options = dicom_series.SeriesOptions(
+        spacing_mm=series.truth.spacing_mm, study_uid=series.study_uid, series_uid=series.series_uid
+    )
+    drop(tmp_path, "enhanced.dcm", dicom_series.enhanced_ct(series.truth.hu, options))
+    assert run_watch(str(tmp_path), "--once", "--no-progress", *FUNCTION) == 0
+    (record,) = records(tmp_path)
+    assert record["outcome"] == "result" and record["instances"] == 1
+    seg = pydicom.dcmread(result_dir(tmp_path, series) / "seg.dcm")
+    assert dciodvfy_errors(seg) == []
+    referenced = {
+        item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber
+        for item in seg.PerFrameFunctionalGroupsSequence
+    }
+    nodule_slices = {int(k) + 1 for k in np.flatnonzero(series.truth.labels.any(axis=(1, 2)))}
+    assert referenced and len(referenced & nodule_slices) >= len(nodule_slices) - 1
