@@ -32,6 +32,10 @@ FACES: dict[str, list[str]] = {
         "PayloadTooLarge", "SeriesProblem", "StorageUnavailable", "TransientFailure", "UnprocessableInput",
         "UnsupportedMediaType",
     ],
+    "medfn.explain": [
+        "MAX_OCCLUDED_COPIES", "class_activation", "heat_colours", "image_explanation", "occluded_copies",
+        "occlusion_grid", "onto_image", "overlay_png", "relative", "sensitivity", "upsample",
+    ],
     "medfn.http": ["create_app"],
     "medfn.inference_protocol": ["InferRequest", "encode_response", "parse_request"],
     "medfn.metering": [
@@ -52,8 +56,8 @@ FACES: dict[str, list[str]] = {
         "SqsCheckSender",
     ],
     "medfn.serving": [
-        "CostAwareRunner", "InferencePlane", "LocalStore", "Model", "ModelEntry", "ModelStore", "Payload",
-        "Prediction", "Runner", "S3Store", "open_store", "run_inline", "server_runner", "verified_artifacts",
+        "CostAwareRunner", "Explanation", "InferencePlane", "LocalStore", "Model", "ModelEntry", "ModelStore",
+        "Payload", "Prediction", "Runner", "S3Store", "open_store", "run_inline", "server_runner", "verified_artifacts",
     ],
     "medfn.serving.batching": ["BatchStats", "BatchingPolicy", "DynamicBatcher", "StatsSnapshot"],
     "medfn.sources": [
@@ -61,8 +65,8 @@ FACES: dict[str, list[str]] = {
         "sources_for",
     ],
     "medfn.studies": [
-        "InstanceHeader", "SourceFrame", "Volume", "build_volume", "classification_report", "nodule_report",
-        "read_header", "readable", "segmentation",
+        "InstanceHeader", "SourceFrame", "Volume", "build_volume", "classification_report", "explanation_capture",
+        "nodule_report", "read_header", "readable", "segmentation",
     ],
     "medfn.tasks": ["TASKS", "model_class"],
 }  # fmt: skip

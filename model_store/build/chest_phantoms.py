@@ -27,12 +27,21 @@ FIELD_OF_VIEW_MM = 400.0  # a typical PA chest detector width; gives PixelSpacin
 
 def generate(n: int, seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """n phantoms (float32, (n, size, size), in [0, 1]) and labels (int64, 0 clear / 1 opacity)."""
+    images, labels, _ = generate_with_masks(n, seed, size)
+    return images, labels
+
+
+def generate_with_masks(n: int, seed: int, size: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`generate`'s phantoms and labels, and where each opacity lies: masks (bool, (n, size, size)),
+    the pixels inside the nodule's outline (the half-way point of its soft edge); all False for a
+    clear phantom. The same seed gives the same images as `generate`."""
     # Exactly balanced: half of each label, in a seed-dependent order.
     labels = np.random.default_rng(seed).permutation(np.arange(n) % 2).astype(np.int64)
     images = np.empty((n, size, size), np.float32)
+    masks = np.zeros((n, size, size), bool)
     for i in range(n):
-        images[i] = _phantom(np.random.default_rng((seed, i)), size, bool(labels[i]))
-    return images, labels
+        images[i], masks[i] = _phantom(np.random.default_rng((seed, i)), size, bool(labels[i]))
+    return images, labels, masks
 
 
 def to_png(image: np.ndarray) -> bytes:
@@ -107,7 +116,8 @@ def _ellipse_radius(x, y, cx, cy, ax, ay, power=2.0, taper=0.0):
     return (np.abs((x - cx) / half_width) ** power + np.abs(dy) ** power) ** (1.0 / power)
 
 
-def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> np.ndarray:
+def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The image, and the opacity's mask (drawing it takes nothing from the random stream)."""
     u = rng.uniform
     # --- every parameter first, so that the pixel grid never changes the random stream ---
     angle, shift = np.deg2rad(u(-6, 6)), u(-0.05, 0.05, 2)
@@ -167,12 +177,15 @@ def _phantom(rng: np.random.Generator, size: int, opacity: bool) -> np.ndarray:
         vx = hilum + reach * lung["ax"] * np.cos(theta)
         vy = lung["cy"] + reach * lung["ay"] * np.sin(theta)
         density += level * np.exp(-((x - vx) ** 2 + (y - vy) ** 2) / (2 * sigma**2)) * lung_mask
+    mask = np.zeros((size, size), bool)
     if nodule is not None:
-        density += _nodule_layer(x, y, **nodule)
+        layer = _nodule_layer(x, y, **nodule)
+        density += layer
+        mask = layer >= 0.5 * nodule["level"]
 
     image = np.clip((density - low) * gain + tilt * (x * np.cos(tilt_dir) + y * np.sin(tilt_dir)), 0.0, 1.0) ** gamma
     image += rng.normal(0.0, noise_sigma, (size, size))
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+    return np.clip(image, 0.0, 1.0).astype(np.float32), mask
 
 
 def _draw_nodule(rng: np.random.Generator, lungs: list[dict], heart: dict) -> dict:

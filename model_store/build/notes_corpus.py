@@ -7,8 +7,13 @@ appear says little; what is said about them says the rest, and a bag of words is
 Synonyms, abbreviations, typos and shuffled sections vary the wording.
 
     texts, labels = generate(n, seed)   # labels index CATEGORIES
+    texts, labels, planted = generate_planted(n, seed)   # the same notes, and what each plants
 
-Same (n, seed), same notes. Not real patients: a demonstration corpus only.
+`planted` gives, per note, the phrases of its own specialty that it states positively, as the
+template wrote them before typos and case, by kind: "complaint" (always), "finding", "test"
+(ordered) and "plan" (when drawn); empty for routine notes, which have none. They are what
+an explanation of the note's category may point at (tests/explain). Same (n, seed), same
+notes. Not real patients: a demonstration corpus only.
 """
 
 from __future__ import annotations
@@ -358,10 +363,12 @@ def _vitals(rng: np.random.Generator) -> str:
     )
 
 
-def _note(rng: np.random.Generator, category: str) -> str:
+def _note(rng: np.random.Generator, category: str) -> tuple[str, dict[str, list[str]]]:
+    """A note of `category`, and what it plants of its own specialty, by kind (none if routine)."""
     age, sex = int(rng.integers(18, 95)), _pick(rng, ["m", "f", "male", "female", "yo m", "yo f"])[0]
     opening = f"{age} {sex}"
     sections: list[str] = []
+    planted: dict[str, list[str]] = {}
     specialties = list(SYMPTOMS)
     if category == "routine":
         opening += (
@@ -380,6 +387,7 @@ def _note(rng: np.random.Generator, category: str) -> str:
         sections.append("plan: " + ", ".join(_pick(rng, ROUTINE_PLANS + GENERIC_PLANS, int(rng.integers(1, 4)))))
     else:
         complaints = _pick(rng, SYMPTOMS[category], int(rng.integers(1, 3)))
+        planted["complaint"] = complaints
         qualifier = f"{_pick(rng, QUALIFIERS)[0]} " if rng.random() < 0.3 else ""
         complaint = _phrase(rng, POSITIVE, qualifier + " and ".join(complaints))
         if rng.random() < 0.3:
@@ -393,16 +401,18 @@ def _note(rng: np.random.Generator, category: str) -> str:
         own_negated = [s for s in _pick(rng, SYMPTOMS[category], 2) if s not in complaints][: int(rng.integers(0, 2))]
         denied = _ruled_out(rng, other, int(rng.integers(1, 4))) + own_negated
         if rng.random() < 0.3:
-            sections.append("exam: " + _pick(rng, FINDINGS[category])[0])
+            planted["finding"] = _pick(rng, FINDINGS[category])
+            sections.append("exam: " + planted["finding"][0])
         if rng.random() < 0.5:
             sections.append(_normal_test(rng, other))
         # Most notes carry no test or plan of their own specialty: only the complaint tells.
         if rng.random() < 0.35:
             if rng.random() < 0.6:
-                sections.append(
-                    f"{_pick(rng, ['order', 'check', 'obtain', 'will get'])[0]} {_pick(rng, TESTS[category])[0]}"
-                )
-            sections.append("plan: " + ", ".join(_pick(rng, PLANS[category], int(rng.integers(1, 3)))))
+                verb = _pick(rng, ["order", "check", "obtain", "will get"])[0]
+                planted["test"] = _pick(rng, TESTS[category])
+                sections.append(f"{verb} {planted['test'][0]}")
+            planted["plan"] = _pick(rng, PLANS[category], int(rng.integers(1, 3)))
+            sections.append("plan: " + ", ".join(planted["plan"]))
         else:
             sections.append("plan: " + ", ".join(_pick(rng, GENERIC_PLANS + ROUTINE_PLANS, int(rng.integers(1, 3)))))
     sections += _negatives(rng, [denied[i] for i in rng.permutation(len(denied))])
@@ -413,11 +423,18 @@ def _note(rng: np.random.Generator, category: str) -> str:
     sections += _pick(rng, FILLER, int(rng.integers(0, 3)))
     order = rng.permutation(len(sections))
     body = " ".join(s.rstrip(".") + "." for s in (sections[i] for i in order))
-    return _noisy(rng, f"{opening} {body}", typo_rate=float(rng.uniform(0.0, 0.06)))
+    return _noisy(rng, f"{opening} {body}", typo_rate=float(rng.uniform(0.0, 0.06))), planted
 
 
 def generate(n: int, seed: int) -> tuple[list[str], np.ndarray]:
     """n notes and their labels (int64 indices into CATEGORIES), classes drawn uniformly."""
+    texts, labels, _ = generate_planted(n, seed)
+    return texts, labels
+
+
+def generate_planted(n: int, seed: int) -> tuple[list[str], np.ndarray, list[dict[str, list[str]]]]:
+    """`generate`'s notes and labels, and the phrases each plants for its specialty, by kind."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(len(CATEGORIES), size=n).astype(np.int64)
-    return [_note(rng, CATEGORIES[y]) for y in labels], labels
+    notes = [_note(rng, CATEGORIES[y]) for y in labels]
+    return [text for text, _ in notes], labels, [planted for _, planted in notes]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model_store.build import common, guards, model_toml
+from model_store.build import baselines, common, guards, model_toml
 from model_store.build.breast_cancer_data import split
 
 SEED = 0
@@ -107,6 +107,7 @@ def write_model_toml(features: list[str], accuracy: float, n: int) -> None:
                 },
             ),
             ("[card.metrics]", {"accuracy": accuracy, "heldout_n": n}),
+            *baselines.breast_mass(),
             *guards.breast_mass(),
         ],
     )

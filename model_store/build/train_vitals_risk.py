@@ -20,7 +20,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from model_store.build import common, guards, model_toml, vitals_series
+from model_store.build import baselines, common, guards, model_toml, vitals_series
 from model_store.build.vitals_series import HELDOUT_N, HELDOUT_SEED, TRAIN_N, TRAIN_SEED, VAL_N, VAL_SEED
 
 EPOCHS = 12
@@ -216,6 +216,7 @@ def write_model_toml(auroc: float, prevalence: float) -> None:
                 },
             ),
             ("[card.metrics]", {"auroc": auroc, "heldout_n": HELDOUT_N}),
+            *baselines.vitals_risk(),
             *guards.vitals_risk(),
         ],
     )

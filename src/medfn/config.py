@@ -31,7 +31,7 @@ DATATYPES: dict[str, str] = {
 # What model.toml may hold at its top, and in a [versions.<v>] table.
 _MODEL_KEYS = frozenset(
     {"name", "task", "max_batch_size", "version_policy", "inputs", "outputs", "preprocessing", "postprocessing"}
-    | {"dynamic_batching", "versions", "card", "guards"}
+    | {"dynamic_batching", "versions", "card", "guards", "explain"}
 )
 _VERSION_KEYS = frozenset({"sha256", "inputs", "outputs", "preprocessing", "postprocessing"})
 
@@ -91,6 +91,15 @@ class ModelConfig:
     guards: dict[str, Any] = field(default_factory=dict)
     # version -> what `[versions.<v>]` says beside sha256: inputs, outputs, pre- and postprocessing
     overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # `[explain]`: how answers are explained (medfn.explain); `output` names a graph output (a
+    # saliency map) that is computed only when asked for, never in a plain prediction
+    explain: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def answered_outputs(self) -> tuple[TensorSpec, ...]:
+        """The outputs a call gets when it names none: all but `[explain] output`."""
+        on_request = self.explain.get("output")
+        return tuple(spec for spec in self.outputs if spec.name != on_request)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> ModelConfig:
@@ -123,6 +132,7 @@ class ModelConfig:
             },
             card=dict(raw.get("card", {})),
             guards=dict(raw.get("guards", {})),
+            explain=dict(raw.get("explain", {})),
         )
 
     @classmethod
@@ -187,6 +197,8 @@ class FunctionConfig:
     http: bool = True
     uploads: bool = False  # processes scans uploaded to the upload bucket
     series: SeriesConfig | None = None  # set: uploads are DICOM instances assembled into series
+    # `explain = true` under [pipeline] (or [triggers]): scan results also carry the model's explanation
+    explain: bool = False
     directory: Path | None = None
 
     @classmethod
@@ -207,6 +219,7 @@ class FunctionConfig:
             http=bool(triggers.get("http", True)),
             uploads=bool(triggers.get("uploads", False)),
             series=SeriesConfig.parse(raw["series"]) if "series" in raw else None,
+            explain=bool(raw.get("pipeline", {}).get("explain", triggers.get("explain", False))),
             directory=directory,
         )
 

@@ -1,4 +1,9 @@
-"""`medfn predict MODEL FILE`: one prediction, in process or against a running gateway."""
+"""`medfn predict MODEL FILE`: one prediction, in process or against a running gateway.
+
+With --explain the model also says why (`/explain`): the JSON carries the explanation, and a
+scan's heat map over the image is written beside the input as `<file>.explain.png` (the JSON
+names that file instead of holding the PNG as base64).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import json
 import mimetypes
 from pathlib import Path
+from typing import Any
 
 HELP = "predict from a file (a scan, a note, a JSON record), in process or against --url"
 
@@ -19,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content-type", help="default: from the file's extension")
     parser.add_argument("--functions", help="folder of functions/*/function.toml (in process)")
     parser.add_argument("--api-key", help="sent as x-api-key")
+    parser.add_argument(
+        "--explain", action="store_true", help="also say why; a scan's overlay goes to <file>.explain.png"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             if exc.status >= 500 or isinstance(exc, NotFound):
                 raise  # the model or the setup, not the file: one line, exit 2
             status, answer = exc.status, {"error": exc.message}
+    if args.explain and status < 400 and isinstance(answer, dict):
+        _write_overlay(answer, args.file)
     print(json.dumps(answer, indent=2))
     return 0 if status < 400 else 1
 
@@ -54,8 +65,23 @@ def _in_process(args: argparse.Namespace, data: bytes, content_type: str | None)
     model = plane.get(name)
     model.ensure_ready()
     media_type = content_type or signature_media_type(data) or "application/octet-stream"
-    prediction = plane.predict_blocking(model, Payload(data=data, media_type=media_type))
-    return prediction.answer(model, uuid.uuid4().hex)
+    payload = Payload(data=data, media_type=media_type)
+    if args.explain:
+        return plane.explain_blocking(model, payload).answer(model, uuid.uuid4().hex)
+    return plane.predict_blocking(model, payload).answer(model, uuid.uuid4().hex)
+
+
+def _write_overlay(answer: dict[str, Any], source: Path) -> None:
+    """The explanation's overlay, from base64 in `answer` to `<source>.explain.png`; the answer
+    then names the file."""
+    import base64
+
+    details = answer.get("explanation", {}).get("details", {})
+    encoded = details.pop("overlay_png_base64", None) if isinstance(details, dict) else None
+    if isinstance(encoded, str):
+        target = source.with_name(source.name + ".explain.png")
+        target.write_bytes(base64.b64decode(encoded))
+        details["overlay_png"] = str(target)
 
 
 def _over_http(args: argparse.Namespace, data: bytes, content_type: str | None) -> tuple[int, object]:
@@ -66,7 +92,7 @@ def _over_http(args: argparse.Namespace, data: bytes, content_type: str | None) 
     headers = {"content-type": content_type or "application/octet-stream"}
     if args.api_key:
         headers["x-api-key"] = args.api_key
-    url = args.url.rstrip("/") + f"/v1/models/{args.model}/predict"
+    url = args.url.rstrip("/") + f"/v1/models/{args.model}/{'explain' if args.explain else 'predict'}"
     try:
         response = httpx.post(url, content=data, headers=headers, timeout=60)
     except httpx.HTTPError as exc:

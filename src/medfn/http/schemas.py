@@ -39,6 +39,21 @@ class PredictResponse(BaseModel):
     sop_instance_uid: str | None = None
 
 
+class ExplanationBody(BaseModel):
+    """How the answer came about. `method`: grad-cam, occlusion or probability-map (scans: `details`
+    has the low-resolution `map`, `map_shape` and the overlay as `overlay_png_base64`),
+    leave-one-out (notes: `tokens` with weights), baseline-replacement (records: `features`)."""
+
+    method: str
+    details: dict[str, Any]
+
+
+class ExplainResponse(PredictResponse):
+    """The prediction, as `/predict` answers it, and `explanation`."""
+
+    explanation: ExplanationBody
+
+
 class ServerMetadata(BaseModel):
     name: str
     version: str

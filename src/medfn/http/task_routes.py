@@ -1,4 +1,4 @@
-"""Task routes: `GET /v1/models` and `POST /v1/models/{model}/predict`."""
+"""Task routes: `GET /v1/models`, `POST /v1/models/{model}/predict` and `.../explain`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,22 @@ def task_router(plane: InferencePlane, max_body_bytes: int) -> APIRouter:
         if prediction.binary and _wants(payload.accept, prediction.binary[1]):
             return Response(prediction.binary[0], media_type=prediction.binary[1], headers=headers)
         return JSONBody(prediction.answer(target, rid), headers=headers)
+
+    @router.post(
+        "/v1/models/{model}/explain",
+        openapi_extra=returns("ExplainResponse", _PREDICT_BODY),
+        summary="Predict, and say why: a saliency map over a scan (PNG overlay), token or feature weights",
+    )
+    async def explain(request: Request) -> Response:
+        rid = request_id(request)
+        target = plane.get(request.path_params["model"])
+        target.ensure_ready()
+        payload = await task_payload(request, max_body_bytes)
+        explanation = await plane.explain(target, payload)
+        headers = {"x-request-id": rid, "x-model-version": str(target.version)}
+        if explanation.overlay is not None and _wants(payload.accept, "image/png"):
+            return Response(explanation.overlay, media_type="image/png", headers=headers)
+        return JSONBody(explanation.answer(target, rid), headers=headers)
 
     return router
 

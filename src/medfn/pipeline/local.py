@@ -52,6 +52,7 @@ def open_local_pipeline(
         status=status,
         settings=settings,
         destination=destination,
+        explain=function.config.explain,
     )
     series_table = None
     if function.config.series is not None:  # DICOM instances, answered series by series

@@ -30,8 +30,11 @@ def result_document(ref: ObjectRef, analysis: Analysis, processed_at: str) -> di
 
 def render(ref: ObjectRef, analysis: Analysis, processed_at: str, formats: tuple[str, ...]) -> dict[str, bytes]:
     """File suffix -> bytes: ".json"; ".sr.dcm" for a DICOM scan with class probabilities;
-    ".fhir.json" when asked."""
+    ".fhir.json" when asked; explained, ".explain.png" (the map over the scan) and for a DICOM
+    scan ".explain.dcm", that overlay as a Secondary Capture in the scan's study."""
     documents = {".json": orjson.dumps(result_document(ref, analysis, processed_at), option=orjson.OPT_INDENT_2)}
+    if analysis.overlay:
+        documents[".explain.png"] = analysis.overlay
     study_instance_uid = None
     if analysis.dicom:
         from medfn.studies.dicom_sr import classification_report  # highdicom: DICOM scans only
@@ -50,6 +53,18 @@ def render(ref: ObjectRef, analysis: Analysis, processed_at: str, formats: tuple
                 uid_seed=f"{ref.uri}#{ref.identity}:{analysis.model}:{analysis.model_version}",
             )
             documents[".sr.dcm"] = to_bytes(report)
+        if analysis.overlay:
+            from medfn.studies.secondary_capture import explanation_capture
+
+            capture = explanation_capture(
+                source,
+                analysis.overlay,
+                method=analysis.method,
+                model_name=analysis.model,
+                model_version=analysis.model_version,
+                uid_seed=f"{ref.uri}#{ref.identity}:{analysis.model}:{analysis.model_version}",
+            )
+            documents[".explain.dcm"] = to_bytes(capture)
     if "fhir" in formats:
         from medfn.pipeline.fhir import diagnostic_report  # fhir.resources (pydantic): only when asked
 

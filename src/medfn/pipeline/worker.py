@@ -61,6 +61,7 @@ class ScanWorker:
     memory_mb: int = 0  # the function's memory, as the metering record states it
     # Set for a function with `[series]`: uploads are instances of series, answered series by series
     series: SeriesWorker | None = None
+    explain: bool = False  # function.toml `explain`: results carry the explanation (an overlay, in DICOM too)
 
     def process_announced(self, announced: Announced, attempt: int | None = None) -> BatchSummary:
         """Settle every object an event announced; raise TransientFailure at the end if any must
@@ -112,7 +113,7 @@ class ScanWorker:
                 )
             if self.series is not None:
                 return self.series.arrive(ref, fetched.data)
-            analysis = analyse(self.plane, self.model, fetched.data)
+            analysis = analyse(self.plane, self.model, fetched.data, explain=self.explain)
         except Exception as exc:  # sorted below: poison is recorded, the rest retried
             if is_poison(exc):
                 return self._reject(ref, exc, attempt)
@@ -126,8 +127,9 @@ class ScanWorker:
         at = now_iso()
         documents = render(ref, analysis, at, self.settings.formats)
         locations = [self.storage.write_result(ref, suffix, document) for suffix, document in documents.items()]
-        if self.destination is not None and ".sr.dcm" in documents:  # before the record: see `destination`
-            self.destination.deliver([documents[".sr.dcm"]])
+        dicom = [documents[suffix] for suffix in (".sr.dcm", ".explain.dcm") if suffix in documents]
+        if self.destination is not None and dicom:  # before the record: see `destination`
+            self.destination.deliver(dicom)
         body = analysis.body
         record = StatusRecord(
             ref=ref,

@@ -1,6 +1,7 @@
 """The serving core: a model's lifecycle, the plane every transport calls, and what they run on.
 
-    model.py      Model: load (sha256-verified) -> preprocess -> run -> postprocess, as KServe's
+    model.py      Model: load (sha256-verified) -> preprocess -> run -> postprocess, as KServe's;
+                  Prediction, and Explanation (what `Model.explain` answers: medfn.explain)
     plane.py      InferencePlane: the served models, and the one way to call them
     runners.py    where a call runs: inline (Lambda) or a cost-aware thread pool (servers)
     batching/     dynamic batching for servers, as Triton's
@@ -10,13 +11,14 @@
 onnxruntime loads with the first model (sessions.py), not with this package.
 """
 
-from medfn.serving.model import Model, Payload, Prediction
+from medfn.serving.model import Explanation, Model, Payload, Prediction
 from medfn.serving.plane import InferencePlane, ModelEntry
 from medfn.serving.runners import CostAwareRunner, Runner, run_inline, server_runner
 from medfn.serving.store import LocalStore, ModelStore, S3Store, open_store, verified_artifacts
 
 __all__ = [
     "CostAwareRunner",
+    "Explanation",
     "InferencePlane",
     "LocalStore",
     "Model",

@@ -74,6 +74,25 @@ class Prediction:
 
 
 @dataclass
+class Explanation:
+    """Why a model answered as it did: the prediction, and what moved it."""
+
+    prediction: Prediction
+    method: str  # "grad-cam", "occlusion", "probability-map", "leave-one-out", "baseline-replacement"
+    # JSON: images {"map": [[...]] low-res, "map_shape", "overlay_png_base64", ...};
+    # text {"tokens": [{"token", "weight"}...]}; records {"features": [{"name","weight","value","baseline"}...]}
+    details: dict[str, Any]
+    overlay: bytes | None = None  # images: the heat map over the input, PNG
+
+    def answer(self, model: Model, request_id: str) -> dict[str, Any]:
+        """The prediction's answer, plus `explanation`: {method, details}."""
+        return {
+            **self.prediction.answer(model, request_id),
+            "explanation": {"method": self.method, "details": self.details},
+        }
+
+
+@dataclass
 class Model:
     config: ModelConfig
     version: int
@@ -222,9 +241,10 @@ class Model:
     def run(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Validated inputs -> outputs; with a batcher this blocks until the request's batch ran."""
         self.ensure_ready()
-        if self.batcher is not None:
+        answered = [spec.name for spec in self.config.answered_outputs]
+        if self.batcher is not None and set(outputs or ()) <= set(answered):  # its batches run these only
             return self.refuse_non_finite(self.batcher.submit(inputs, outputs).result())
-        return self.refuse_non_finite(self.execute(inputs, outputs or [spec.name for spec in self.config.outputs]))
+        return self.refuse_non_finite(self.execute(inputs, outputs or answered))
 
     def refuse_non_finite(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs as they are, unless one holds NaN or infinity: that is never an answer."""
@@ -267,6 +287,11 @@ class Model:
         started = time.perf_counter()
         outputs = self.run(inputs)
         return self.finish(outputs, context, payload, (time.perf_counter() - started) * 1000.0)
+
+    def explain(self, payload: Payload) -> Explanation:
+        """The prediction and why; tasks that can say why override this (medfn.explain)."""
+        self.ensure_ready()
+        raise BadRequest(f"model {self.name} (task {self.config.task}) cannot explain its answers")
 
     def prepare(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         """`predict` up to the run: the media type check, then preprocess."""

@@ -9,7 +9,6 @@ server: medfn.serving.runners). As KServe's DataPlane, it knows nothing of trans
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medfn.errors import BadRequest, NotFound
-from medfn.serving.model import Model, Payload, Prediction
+from medfn.serving.model import Explanation, Model, Payload, Prediction
 from medfn.serving.runners import Runner, run_inline
 
 if TYPE_CHECKING:
@@ -119,8 +118,9 @@ class InferencePlane:
     async def _run(
         self, model: Model, inputs: dict[str, np.ndarray], outputs: list[str] | None
     ) -> dict[str, np.ndarray]:
-        if model.batcher is not None:
-            return model.refuse_non_finite(await asyncio.wrap_future(model.batcher.submit(inputs, outputs)))
+        answered = {spec.name for spec in model.config.answered_outputs}
+        if model.batcher is not None and set(outputs or ()) <= answered:  # a saliency map is run outside batches
+            return model.refuse_non_finite(await model.batcher.submit_async(inputs, outputs))
         elements = sum(array.size for array in inputs.values())
         return await self.runner(model.run, inputs, outputs, size=elements, waits=model.on_gpu)
 
@@ -140,6 +140,16 @@ class InferencePlane:
         """A task payload on the calling thread (the pipeline's, the CLI's); a batcher still batches."""
         return model.predict(payload)
 
+    async def explain(self, model: Model, payload: Payload) -> Explanation:
+        """The prediction and why (medfn.explain), on the runner: explaining runs the model, often
+        on a batch of perturbed copies, so it is never done on the event loop."""
+        model.ensure_ready()
+        return await self.runner(model.explain, payload, size=len(payload.data), waits=model.on_gpu)
+
+    def explain_blocking(self, model: Model, payload: Payload) -> Explanation:
+        """`explain` on the calling thread (the pipeline's, the CLI's)."""
+        return model.explain(payload)
+
     # -- dynamic batching (servers only: a Lambda environment serves one request at a time) ----
 
     def start_batchers(self) -> list[DynamicBatcher]:
@@ -152,8 +162,9 @@ class InferencePlane:
             policy = BatchingPolicy.of(config.name, config.max_batch_size, config.dynamic_batching)
             if policy is None or not model.ready or model.batcher is not None:
                 continue
-            outputs = [spec.name for spec in config.outputs]
-            model.batcher = DynamicBatcher(f"{model.name} v{model.version}", model.execute, outputs, policy)
+            outputs = [spec.name for spec in config.answered_outputs]
+            label = f"{model.name} v{model.version}"
+            model.batcher = DynamicBatcher(label, model.execute, outputs, policy, model.device)
             log.info(
                 "model %s v%s batches up to %d rows, waiting at most %g ms",
                 model.name,

@@ -41,6 +41,7 @@ class UploadSource:
             meter=EmfMeter(function.config.name),
             destination=destination_from_env(),
             memory_mb=function.config.memory_mb,
+            explain=function.config.explain,
         )
         if function.config.series is not None:
             self.worker.series = _series_worker(function, function.config.series, storage, status, settings)

@@ -7,6 +7,7 @@
     instances.py    one instance opened for the volume; anything unusable is a CorruptInstance
     dicom_seg.py    segmentation: a label map as a DICOM SEG in the source study (highdicom)
     dicom_sr.py     nodule_report, classification_report: TID 1500 SR in the source study
+    secondary_capture.py  explanation_capture: a model's heat map as a Secondary Capture in the study
     provenance.py   what the results say of their origin: stable UIDs, device, algorithm
     writing.py      read_dataset, to_bytes: DICOM bytes in and out for the pipeline
 
@@ -24,6 +25,7 @@ _HOMES = {
     "Volume": "volume",
     "build_volume": "volume",
     "classification_report": "dicom_sr",
+    "explanation_capture": "secondary_capture",
     "nodule_report": "dicom_sr",
     "read_header": "headers",
     "readable": "volume",

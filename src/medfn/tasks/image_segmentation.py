@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from typing import Any
 
 import numpy as np
@@ -81,3 +82,15 @@ class ImageSegmenter(ImageModel):
             warnings=warnings,
             sop_instance_uid=image.sop_instance_uid,
         )
+
+    def saliency(
+        self, inputs: dict[str, np.ndarray], context: Any, payload: Payload
+    ) -> tuple[Prediction, str, np.ndarray, dict[str, Any]]:
+        """The per-pixel probability the mask was thresholded from, from the same single run."""
+        started = time.perf_counter()
+        outputs = self.run(inputs)
+        prediction = self.finish(outputs, context, payload, (time.perf_counter() - started) * 1000.0)
+        post = self.config.postprocessing
+        probabilities = self.first(outputs[post.get("output", self.config.outputs[0].name)])[0]
+        extra = {"label": str(post.get("label", "foreground")), "threshold": float(post.get("threshold", 0.5))}
+        return prediction, "probability-map", probabilities.astype(np.float32), extra

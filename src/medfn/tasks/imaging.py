@@ -11,8 +11,8 @@ import orjson
 
 from medfn.codecs import DecodedImage, decode_image
 from medfn.codecs.budget import budget_bytes
-from medfn.errors import UnprocessableInput
-from medfn.serving.model import Model, Payload
+from medfn.errors import BadRequest, UnprocessableInput
+from medfn.serving.model import Explanation, Model, Payload, Prediction
 from medfn.tasks.guards import Guards
 from medfn.tasks.image_geometry import fit
 
@@ -89,6 +89,9 @@ class ImageModel(Model):
         if prep.get("resize") == "bicubic" and prep.get("antialias") is False:
             problems.append("[preprocessing] resize bicubic is offered with antialias only")
         problems += Guards(self.config.guards).problems()
+        side = self.config.explain.get("overlay_max_side", 256)
+        if not isinstance(side, int) or isinstance(side, bool) or not 16 <= side <= 4096:
+            problems.append("[explain] overlay_max_side must be a whole number of pixels from 16 to 4096")
         window = prep.get("window")
         if window is not None and not (isinstance(window, list) and len(window) == 2 and float(window[1]) > 0):
             problems.append("[preprocessing] window must be [center, width] with a width above 0")
@@ -144,6 +147,35 @@ class ImageModel(Model):
         image = self.decode(payload)
         warnings = Guards(self.config.guards).modality(image) + self._coarser_than_trained(image)
         return {self.config.inputs[0].name: self.to_tensor(image)}, (image, warnings)
+
+    # -- explanations (medfn.explain) ----------------------------------------------------------
+
+    def explain(self, payload: Payload) -> Explanation:
+        """The answer, and where in the scan it came from: the task's map over the model's input
+        grid, and that map laid over the scan as a PNG."""
+        from medfn.explain.image import image_explanation
+        from medfn.explain.overlay import OVERLAY_MAX_SIDE
+
+        inputs, context = self.prepare(payload)
+        prediction, method, values, extra = self.saliency(inputs, context, payload)
+        image: DecodedImage = context[0]
+        return image_explanation(
+            prediction,
+            method,
+            values,
+            image.pixels,
+            self.config.preprocessing,
+            extra,
+            absolute=method == "probability-map",
+            max_side=int(self.config.explain.get("overlay_max_side", OVERLAY_MAX_SIDE)),
+        )
+
+    def saliency(
+        self, inputs: dict[str, np.ndarray], context: Any, payload: Payload
+    ) -> tuple[Prediction, str, np.ndarray, dict[str, Any]]:
+        """(the prediction, the method, a (rows, columns) map over the input grid, the method's
+        own details); the image tasks that can say why override this."""
+        raise BadRequest(f"model {self.name} (task {self.config.task}) cannot explain its answers")
 
 
 def _to_color(pixels: np.ndarray, color: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""What `[preprocessing]` and `[postprocessing]` of model.toml may hold, task by task.
+"""What `[preprocessing]`, `[postprocessing]` and `[explain]` of model.toml may hold, task by task.
 
 One declaration serves three ends: a key no task knows is a load problem (never silently
 ignored), a value outside its choices is one too, and model_store/README.md's reference
@@ -131,6 +131,27 @@ TASK_OPTIONS: dict[str, tuple[Options, Options]] = {
 }
 
 
+_BATCH = Option(0, "variants run at once when explaining; 0: max_batch_size (every variant at once when that is 0)")
+_BASELINE = Option(
+    None,
+    "one value per feature, in the features' order: what a feature is replaced by to weigh it when"
+    " explaining (the training median, written by model_store/build/baselines.py); unset: no explanations",
+)
+# `[explain]` of the tasks that explain by replacement (medfn.tasks.records); their task_problems check it.
+EXPLAIN_OPTIONS: dict[str, Options] = {
+    "text_classification": {"batch": _BATCH},
+    "tabular_classification": {"baseline": _BASELINE, "batch": _BATCH},
+    "timeseries_risk": {"baseline": _BASELINE, "batch": _BATCH},
+}
+
+
+def explain_problems(task: str, table: dict[str, Any]) -> list[str]:
+    """`[explain]` keys the task does not know."""
+    options = EXPLAIN_OPTIONS.get(task, {})
+    known = ", ".join(sorted(options)) or "none"
+    return [f"[explain] {key} is not a {task} setting; settings: {known}" for key in table if key not in options]
+
+
 def option_problems(task: str, preprocessing: dict[str, Any], postprocessing: dict[str, Any]) -> list[str]:
     """Keys the task does not know, and values outside their choices."""
     declared = TASK_OPTIONS.get(task)
@@ -157,8 +178,9 @@ def reference() -> str:
     for task, (pre, post) in TASK_OPTIONS.items():
         if not pre and not post:
             continue
+        explain = EXPLAIN_OPTIONS.get(task, {})
         lines += [f"### `{task}`", "", "| section | key | default | what it means |", "|---|---|---|---|"]
-        for section, options in (("preprocessing", pre), ("postprocessing", post)):
+        for section, options in (("preprocessing", pre), ("postprocessing", post), ("explain", explain)):
             for key, option in options.items():
                 choices = f" One of: {', '.join(f'`{c}`' for c in option.choices)}." if option.choices else ""
                 default = (

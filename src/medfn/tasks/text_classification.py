@@ -3,6 +3,18 @@
 The tokenizer is described by `[preprocessing]` (a regex, lowercasing, a vocabulary file
 shipped beside the graph), so no tokenizer is downloaded and none is written in Python per
 model.
+
+`explain` weighs each token by leave-one-out: the note, and one copy per token with that token
+replaced by the unknown-word id, run as one batch; a token's weight is how much its replacement
+lowers the probability of the answered class. Replaced, not deleted or padded: a model trained
+through this tokenizer learned the unknown id from its own notes (for the reference model, every
+word seen once in training, a typo say: 0.4% of its tokens, in 15% of its notes), so "this word
+unreadable" is a note it knows; each copy keeps the note's length and positions, differing from
+it in that word alone; and the pad id is no neutral word: the reference model only ever saw pads
+after a note's end and counts them to find that end (where its backward reading starts), so a
+pad inside a note would misplace the reading rather than blank a word. Negation is shown as the
+model handles it, not as a reader would: in "denies chest pain" the weights say whether the
+model leans on "denies", "chest" and "pain", whatever a clinician would make of them.
 """
 
 from __future__ import annotations
@@ -15,9 +27,11 @@ import numpy as np
 import orjson
 
 from medfn.errors import BadRequest, UnprocessableInput
-from medfn.serving.model import Model, Payload, Prediction
+from medfn.serving.model import Explanation, Model, Payload, Prediction
 from medfn.tasks.guards import Guards
 from medfn.tasks.labels import activated, label_problems
+from medfn.tasks.options import explain_problems
+from medfn.tasks.records import class_drops, explain_batch_problems, first_row, run_variants, weight
 
 
 class TextClassifier(Model):
@@ -35,6 +49,7 @@ class TextClassifier(Model):
     def task_problems(self) -> list[str]:
         """The labels, and one run with the vocabulary's largest id: an embedding with fewer rows refuses it."""
         problems = label_problems(self) + Guards(self.config.guards).problems()
+        problems += explain_problems(self.config.task, self.config.explain) or explain_batch_problems(self)
         probe = {self.config.inputs[0].name: np.asarray([[self.largest_id]], dtype=np.int64)}
         try:
             self.execute(probe, [self.config.outputs[0].name])
@@ -75,13 +90,16 @@ class TextClassifier(Model):
             return note
         return text
 
-    def tokens(self, text: str) -> list[int]:
+    def words(self, text: str) -> list[str]:
+        """The tokens the model reads, as text: lowercased (as configured), the first max_tokens."""
         prep = self.config.preprocessing
         if prep.get("lowercase", True):
             text = text.lower()
-        unk = int(prep.get("unk_id", 1))
-        ids = [self.vocab.get(token, unk) for token in self.pattern.findall(text)]
-        return ids[: int(prep.get("max_tokens", 512))]
+        return list(self.pattern.findall(text)[: int(prep.get("max_tokens", 512))])
+
+    def tokens(self, text: str) -> list[int]:
+        unk = int(self.config.preprocessing.get("unk_id", 1))
+        return [self.vocab.get(token, unk) for token in self.words(text)]
 
     def preprocess(self, payload: Payload) -> tuple[dict[str, np.ndarray], Any]:
         text = self.text_of(payload)
@@ -103,3 +121,26 @@ class TextClassifier(Model):
         tokens, warnings = context
         label, by_label = activated(probabilities, post)
         return Prediction(label, by_label, details={"tokens": tokens}, warnings=warnings)
+
+    def explain(self, payload: Payload) -> Explanation:
+        """The prediction, and every token's weight in text order: `{"token", "weight", "known"}`.
+
+        A word the vocabulary lacks already reads as unknown, so its weight is 0 by construction
+        (`known` false says so): not that the model ignores it, only that this method cannot tell.
+        """
+        inputs, context = self.prepare(payload)
+        ids = inputs[self.config.inputs[0].name][0]
+        unknown = int(self.config.preprocessing.get("unk_id", 1))
+        variants = np.repeat(ids[None, :], len(ids) + 1, axis=0)  # the note, then one copy per token
+        variants[np.arange(1, len(ids) + 1), np.arange(len(ids))] = unknown
+        outputs, inference_ms, runs = run_variants(self, variants)
+        prediction = self.finish(first_row(outputs), context, payload, inference_ms)
+        post = self.config.postprocessing
+        target, weights = class_drops(outputs[post.get("output", self.config.outputs[0].name)], post)
+        words = self.words(self.text_of(payload))
+        tokens = [
+            {"token": word, "weight": weight(w), "known": bool(token != unknown)}
+            for word, token, w in zip(words, ids.tolist(), weights, strict=True)
+        ]
+        details = {"target": target, "replacement": "unknown word", "tokens": tokens, "variants": len(ids)}
+        return Explanation(prediction, "leave-one-out", details | {"runs": runs})
