@@ -7,8 +7,15 @@ throughput is real, the answers mean nothing; model_store/build/resnet18_bench.p
 tensor extension, one image a request) drive it at low load (1 caller) and high load
 (--high-concurrency callers, bounded request counts). In the same run, on the same
 providers, a bare session runs batches of --batch (and of 1) through medfn.serving.sessions: I/O
-binding on CUDA. It prints rows/s and latency p50/p99 per level and the server/bare
-throughput ratio at --batch (the target: >= 0.80 at batch 32).
+binding on CUDA. It prints rows/s and latency p50/p99 per level, the server/bare
+throughput ratio at --batch (the target: >= 0.80 at batch 32, fp32 and fp16) and a lone
+request's p50 through the server against a bare batch of 1 (the target: at most 1 ms more).
+
+One run covers every server configuration named (--server-workers 1,4: one process, then four,
+each with its own batcher; --rows-per-request 1,8; --switch-interval-ms ,0.5: CPython's default
+GIL switch interval, then 0.5 ms), so a device lent for minutes records them all at once; the
+serving path's own ceiling on that host's CPU (benchmarks/serving_ceiling.py) is measured first
+in the same run with --ceiling, so served / bare can be read against what the front end can feed.
 
 On this CPU machine (small counts; CUDA absent, so it runs on CPU and says so):
     .venv/bin/python benchmarks/gpu_throughput.py --quick
@@ -17,7 +24,7 @@ On a GPU machine (CUDA 13 driver and cuDNN 9 libraries present), from a checkout
     python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'      # medfn + onnx, httpx, uvicorn
     .venv/bin/pip install --no-deps --target /opt/ort-gpu 'onnxruntime-gpu>=1.31'
     PYTHONPATH=/opt/ort-gpu .venv/bin/python benchmarks/gpu_throughput.py --require-cuda \\
-        --json gpu_results.json                                       # about 5 minutes
+        --server-workers 1,4 --rows-per-request 1,8 --ceiling --json gpu_results.json   # about 8 minutes
 The --target dir on PYTHONPATH shadows the CPU onnxruntime wheel for this process and the
 server it starts (--no-deps: numpy, protobuf and the rest are in .venv already). If CUDA and
 cuDNN come from pip wheels (nvidia-*-cu13) rather than the system, put their lib folders on
@@ -65,6 +72,7 @@ class Row:
     p99_ms: float
     device: str
     batch_mean: float = 0.0  # server: rows per session run its batcher formed
+    config: str = ""  # server: "<processes> proc, <rows> rows/req[, switch <ms> ms]"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -182,6 +190,8 @@ def load(
 
 
 def serve(root: Path, port: int, env: dict[str, str], workers: int = 1) -> subprocess.Popen:  # type: ignore[type-arg]
+    """`medfn serve` of the store under `root`, as containers/gpu.Dockerfile runs it (its batchers
+    assemble batches in page-locked buffers and answer the event loop once a batch)."""
     command = [
         sys.executable,
         "-m",
@@ -218,7 +228,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
+def server_rows(
+    name: str, port: int, args: argparse.Namespace, workers: int, rows_per_request: int, config: str
+) -> list[Row]:
     kind, precision = name.split("_")
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/v2/models/{name}/infer"
@@ -227,7 +239,7 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
         ("low", 1, args.low_requests),
         ("high", args.high_concurrency, args.high_requests),
     ):
-        rows_each = 1 if level == "low" else args.rows_per_request
+        rows_each = 1 if level == "low" else rows_per_request
         load(url, kind, max(concurrency * 2, 8), concurrency, 1, rows_each)  # warm-up
         before = httpx.get(f"{base}/v2/models/{name}").json()["parameters"]
         # loadgen times all but each caller's first request: send that many more
@@ -239,7 +251,7 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
             raise SystemExit(f"--require-cuda: the server runs {name} on {after['device']}")
         batches = after["batch_count"] - before["batch_count"]
         # with several server processes the two snapshots may come from different ones
-        one_process = args.server_workers == 1
+        one_process = workers == 1
         mean = (after["batch_requests"] - before["batch_requests"]) / batches if batches and one_process else 0.0
         rows.append(
             Row(
@@ -253,9 +265,24 @@ def server_rows(name: str, port: int, args: argparse.Namespace) -> list[Row]:
                 percentile(latencies, 99),
                 after["device"],
                 round(mean, 2),
+                config,
             )
         )
     return rows
+
+
+def configurations(args: argparse.Namespace) -> list[tuple[int, int, str]]:
+    """(server processes, images a request at high load, switch interval ms or "") to measure."""
+    return [
+        (int(workers), int(rows), switch)
+        for workers in str(args.server_workers).split(",")
+        for rows in str(args.rows_per_request).split(",")
+        for switch in str(args.switch_interval_ms).split(",")
+    ]
+
+
+def label(workers: int, rows: int, switch: str) -> str:
+    return f"{workers} proc, {rows} rows/req" + (f", switch {switch} ms" if switch else "")
 
 
 def main() -> None:
@@ -267,8 +294,20 @@ def main() -> None:
     parser.add_argument("--high-requests", type=int, help="requests timed at high load (default 4000; --quick 128)")
     parser.add_argument("--low-requests", type=int, help="requests timed at low load (default 300; --quick 16)")
     parser.add_argument("--bare-runs", type=int, help="timed bare runs per batch size (default 100; --quick 5)")
-    parser.add_argument("--server-workers", type=int, default=1, help="`medfn serve --workers`: server processes (1)")
-    parser.add_argument("--rows-per-request", type=int, default=1, help="images per request at high load (1)")
+    parser.add_argument(
+        "--server-workers", default="1", help="`medfn serve --workers`: server processes; several, comma-separated (1)"
+    )
+    parser.add_argument(
+        "--rows-per-request", default="1", help="images per request at high load; several, comma-separated (1)"
+    )
+    parser.add_argument(
+        "--switch-interval-ms",
+        default="",
+        help="MEDFN_SWITCH_INTERVAL_MS for the server ('' keeps CPython's 5 ms); several, comma-separated (',0.5')",
+    )
+    parser.add_argument(
+        "--ceiling", action="store_true", help="first, the serving path's ceiling on this host (serving_ceiling.py)"
+    )
     parser.add_argument("--clients", type=int, help="load generator processes at high load (default: cores / 4, 1..4)")
     parser.add_argument("--models", default="segmenter,resnet18", help="segmenter, resnet18 or both (default)")
     parser.add_argument("--precisions", default="fp32,fp16", help="fp32, fp16 or both (default)")
@@ -294,6 +333,7 @@ def main() -> None:
         os.environ["MEDFN_REQUIRE_CUDA"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(REPO / "src")) if p)
     rows: list[Row] = []
+    ceiling = run_ceiling(args) if args.ceiling else None
     with tempfile.TemporaryDirectory(prefix="medfn-gpu-bench-") as tmp:
         work = Path(tmp)
         files = model_files(work, args.resnet, args.models.split(","), args.precisions.split(","))
@@ -304,42 +344,68 @@ def main() -> None:
             ]
             root = work / name
             write_store(root, name, path, args.batch, args.delay_ms)
-            port = free_port()
-            server = serve(root, port, env | {"MEDFN_MODEL_STORE": str(root / "model_store")}, args.server_workers)
-            try:
-                rows += server_rows(name, port, args)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            for workers, rows_each, switch in configurations(args):
+                port = free_port()
+                server_env = env | {"MEDFN_MODEL_STORE": str(root / "model_store"), "MEDFN_SWITCH_INTERVAL_MS": switch}
+                server = serve(root, port, server_env, workers)
+                try:
+                    rows += server_rows(name, port, args, workers, rows_each, label(workers, rows_each, switch))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
             print(f"{name}: done", file=sys.stderr)
-    report(rows, args)
+    report(rows, args, ceiling)
     if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+        args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows], "ceiling": ceiling}, indent=2))
 
 
-def report(rows: list[Row], args: argparse.Namespace) -> None:
+def run_ceiling(args: argparse.Namespace) -> list[dict[str, object]]:
+    """serving_ceiling.py on this host, at the process counts measured below: its summary rows."""
+    from benchmarks import serving_ceiling
+
+    out = Path(tempfile.mkdtemp(prefix="medfn-ceiling-")) / "ceiling.json"
+    workers = ",".join(sorted({str(w) for w, _, _ in configurations(args)}))
+    clients = str(max(2, args.clients))
+    quick = ["--quick"] if args.quick else []
+    serving_ceiling.main([*quick, "--workers", workers, "--rounds", "1", "--clients", clients, "--json", str(out)])
+    summary: list[dict[str, object]] = json.loads(out.read_text())["summary"]
+    return summary
+
+
+def report(rows: list[Row], args: argparse.Namespace, ceiling: list[dict[str, object]] | None = None) -> None:
     print(
         f"\nbatch {args.batch}, max_queue_delay_ms {args.delay_ms}, high load {args.high_concurrency} callers"
-        f" ({args.clients} client processes, {args.rows_per_request} images a request), {args.high_requests} requests;"
-        f" low load 1 caller; {args.server_workers} server process(es)\n"
+        f" ({args.clients} client processes), {args.high_requests} requests; low load 1 caller;"
+        f" server configurations: {', '.join(label(*c) for c in configurations(args))}\n"
     )
     print(
         f"{'model':9} {'prec':5} {'path':6} {'load':5} {'batch':>5} {'rows/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'device':7} {'formed':>6}"
+        f" {'device':7} {'formed':>6}  config"
     )
     for r in rows:
         formed = f"{r.batch_mean:.1f}" if r.path == "server" else ""
         print(
             f"{r.model:9} {r.precision:5} {r.path:6} {r.load:5} {r.batch:>5} {r.rows_per_s:>9.1f}"
-            f" {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.device:7} {formed:>6}"
+            f" {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.device:7} {formed:>6}  {r.config}"
         )
-    print(f"\nserver / bare throughput at high load (batch {args.batch:d}; target >= 0.80):")
+    print(f"\nserved / bare throughput at high load (batch {args.batch:d}; target >= 0.80):")
     for r in rows:
         if r.path == "server" and r.load == "high":
             bare_row = next(
                 b for b in rows if (b.model, b.precision, b.path, b.batch) == (r.model, r.precision, "bare", args.batch)
             )
-            print(f"  {r.model} {r.precision}: {r.rows_per_s / bare_row.rows_per_s:.2f}")
+            print(f"  {r.model} {r.precision} ({r.config}): {r.rows_per_s / bare_row.rows_per_s:.2f}")
+    print("\na lone request: server p50 - bare p50 at batch 1 (target <= 1.0 ms):")
+    for r in rows:
+        if r.path == "server" and r.load == "low":
+            lone = next(b for b in rows if (b.model, b.precision, b.path, b.batch) == (r.model, r.precision, "bare", 1))
+            print(f"  {r.model} {r.precision} ({r.config}): {r.p50_ms - lone.p50_ms:+.2f} ms")
+    for c in ceiling or []:
+        print(
+            f"\nthis host's serving ceiling (near-zero-cost model, {c['workers']} process(es), {c['body']}):"
+            f" {float(c['served_rps']):.0f} req/s served, {float(c['floor_rps']):.0f} bare loopback floor,"  # type: ignore[arg-type]
+            f" ratio {float(c['ratio']):.2f}"  # type: ignore[arg-type]
+        )
     print(
         "(rows/s: images a second; bare p50/p99 are per batch run; server p50/p99 per request,"
         " queueing included; 'formed': mean requests per batched run (of one server process).)"

@@ -1,7 +1,7 @@
 """Turns the benchmark scripts' JSON into ratios against the targets, a markdown report and plots.
 
 Reads what `medfn bench` left in --results (cold_start.json, server_cold_start.json, bundle_cold_start.json,
-overhead.json, serving.json, pipeline.json, costs.json; a missing one is reported as not run;
+overhead.json, serving.json, serving_ceiling.json, pipeline.json, costs.json; a missing one is reported as not run;
 runs.json says when, at which commit and with what command each section ran), prints the targets with their
 measured ratios, and writes --markdown with two PNGs beside it:
 throughput against concurrency, and latency distributions at each model's highest level.
@@ -102,6 +102,19 @@ def targets(data: dict[str, dict]) -> list[tuple[str, str, str, str]]:
                         yes(ratio <= 0.5),
                     )
                 )
+    for row in (data.get("serving_ceiling") or {}).get("summary", []):
+        out.append(
+            (
+                f"serving path ceiling, near-zero-cost model, {row['body']} bodies, {row['workers']} process(es): "
+                "medfn serve / bare loopback floor (same uvicorn, client and body)",
+                "proxy: >= 0.80 is the GPU goal",
+                f"{row['ratio']:.2f} ({row['served_rps']:.0f} vs {row['floor_rps']:.0f} req/s, "
+                f"{row['served_rps_per_process']:.0f} a process; batches of {row['batch_mean']:.1f}; "
+                f"server CPU {row['served_cpu_ms']:.2f} vs {row['floor_cpu_ms']:.2f} ms a request; "
+                f"a lone caller's p50 {row.get('lone_extra_ms', float('nan')):+.2f} ms over the floor's)",
+                yes(row["ratio"] >= 0.8),
+            )
+        )
     cold = data.get("server_cold_start")
     if cold and "kserve" in cold["median_s"]:
         m, k = cold["median_s"]["medfn"], cold["median_s"]["kserve"]

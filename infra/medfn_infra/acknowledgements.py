@@ -204,8 +204,8 @@ REASONS: dict[str, Reason] = {
     ),
     "task_environment": _reason(
         "AwsSolutions-ECS2",
-        text="its environment is the model bucket URL, model version and sha256, the region and a CUDA "
-        "switch; none is a secret",
+        text="its environment is the model bucket URL, model version and sha256, the region, a CUDA switch "
+        "and, for a scan worker, its queue, buckets, prefixes and tables; none is a secret",
     ),
 }
 

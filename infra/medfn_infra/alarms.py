@@ -4,8 +4,9 @@
 - an error rate over `ERROR_RATE_PERCENT` in a 5-minute window,
 - any throttle (reserved concurrency reached: callers got 429s or the queue waited),
 
-and per upload queue, its dead-letter queue holding anything and its oldest message older than
-the pipeline's retries (and, for a series function, its stability check's delay) can explain.
+and per upload queue (a Lambda function's or a GPU scan worker's), its dead-letter queue holding
+anything and its oldest message older than the pipeline's retries (and, for a series function, its
+stability check's delay; for a GPU worker, its start from zero instances) can explain.
 The topic is encrypted with the queue key and takes TLS only; CloudWatch may publish to it,
 and use the key, for this account's alarms alone.
 docs/deploy.md ("When an alarm fires") says how to see what is stuck and how to redrive it.
@@ -89,18 +90,26 @@ class Alarms(Construct):
         )
         self._queue_holds_messages(f"{name}-dead-letters", parts.dead_letters, f"{name}'s failed asynchronous events")
         if parts.upload_queue is not None and parts.upload_dead_letters is not None:
-            self._queue_holds_messages(
-                f"{name}-upload-dead-letters", parts.upload_dead_letters, f"scans {name} failed {MAX_RECEIVES} times"
+            self.watch_upload_queue(
+                name, parts.upload_queue, parts.upload_dead_letters, parts.timeout_s, parts.settle_s
             )
-            # a message may wait MAX_RECEIVES visibility timeouts before the DLQ takes it (a series'
-            # stability check also its delay, settle_s); older is stuck
-            stuck_after_s = MAX_RECEIVES * 6 * parts.timeout_s + math.ceil(parts.settle_s) + int(PERIOD.to_seconds())
-            self._alarm(
-                f"{name}-upload-queue-age",
-                parts.upload_queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
-                threshold=stuck_after_s,
-                what=f"a scan for {name} has waited over {stuck_after_s} s: the function is not consuming its queue",
-            )
+
+    def watch_upload_queue(
+        self, name: str, queue: sqs.IQueue, dead_letters: sqs.IQueue, timeout_s: int, settle_s: float, start_s: int = 0
+    ) -> None:
+        """An upload queue's dead-letter queue holding anything, and its oldest message older than the
+        retries (and a series' stability check's delay; a GPU worker's start from zero, `start_s`) explain."""
+        self._queue_holds_messages(
+            f"{name}-upload-dead-letters", dead_letters, f"scans {name} failed {MAX_RECEIVES} times"
+        )
+        # a message may wait MAX_RECEIVES visibility timeouts before the DLQ takes it; older is stuck
+        stuck_after_s = MAX_RECEIVES * 6 * timeout_s + math.ceil(settle_s) + int(PERIOD.to_seconds()) + start_s
+        self._alarm(
+            f"{name}-upload-queue-age",
+            queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum"),
+            threshold=stuck_after_s,
+            what=f"a scan for {name} has waited over {stuck_after_s} s: the function is not consuming its queue",
+        )
 
     def _queue_holds_messages(self, name: str, queue: sqs.IQueue, what: str) -> None:
         self._alarm(

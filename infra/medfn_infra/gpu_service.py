@@ -16,6 +16,10 @@ endpoints), and their security groups let out exactly that.
 SageMaker asynchronous endpoints scale to zero but answer through S3 and a notification,
 which the synchronous routes cannot return (docs/gpu.md).
 
+A GPU function with uploads (`[triggers] uploads = true`, a `[series]` too) also gets GPU scan
+workers (gpu_workers.py): `medfn work` on its upload queue, scaled from zero on the queue's depth.
+A GPU function without HTTP routes gets no load balancer, listener or certificate.
+
 Nothing here is created unless a function asks for a GPU: the VPC's interface endpoints, the
 load balancer and the instances cost money every hour they exist.
 """
@@ -36,7 +40,8 @@ from constructs import Construct
 
 from medfn_infra.acknowledgements import IAM5, INLINE, REASONS, ack
 from medfn_infra.api import IntegrationFor
-from medfn_infra.functions import log_group, read_model_prefix
+from medfn_infra.functions import UPLOAD_IMAGE_EXTRAS, log_group, read_model_prefix
+from medfn_infra.gpu_workers import WORKER_MAX_TASKS, GpuWorker, gpu_worker
 from medfn_infra.project import DeployedFunction
 from medfn_infra.settings import Settings
 from medfn_infra.storage import MODEL_PREFIX, Storage
@@ -72,14 +77,19 @@ INTERFACE_ENDPOINTS = {
     "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
 }
-# What a GPU service needs at synth: no default is secure, so none is assumed.
+# What a GPU service needs at synth: no default is secure, so none is assumed. The TLS pair for
+# functions with HTTP routes, S3's prefix list for every one, DynamoDB's for those with uploads.
 REQUIRED_SETTINGS = {
     "gpu_certificate_arn": "MEDFN_GPU_CERTIFICATE_ARN (an ACM certificate in the stack's region that API "
     "Gateway trusts: issued by ACM, or imported and signed by a public CA)",
     "gpu_domain": "MEDFN_GPU_DOMAIN (the name that certificate is for; it need not resolve)",
     "gpu_s3_prefix_list": "MEDFN_GPU_S3_PREFIX_LIST (S3's managed prefix list: aws ec2 describe-managed-prefix-lists "
     "--filters Name=prefix-list-name,Values=com.amazonaws.<region>.s3 --query 'PrefixLists[0].PrefixListId')",
+    "gpu_dynamodb_prefix_list": "MEDFN_GPU_DYNAMODB_PREFIX_LIST (DynamoDB's managed prefix list, for the scan "
+    "workers: the same command with com.amazonaws.<region>.dynamodb)",
 }
+SERVING_SETTINGS = ("gpu_certificate_arn", "gpu_domain")
+WORKER_SETTINGS = ("gpu_dynamodb_prefix_list",)
 
 
 @dataclass
@@ -104,8 +114,13 @@ class GpuService(Construct):
         super().__init__(scope, construct_id)
         require_gpu_settings(settings, functions)
         self.settings = settings
+        self.serving = [f for f in functions if f.config.http]
+        self.working = [f for f in functions if f.config.uploads]
+        self.subnets = PRIVATE_SUBNETS
         self.s3 = ec2.Peer.prefix_list(settings.gpu_s3_prefix_list)
         self.vpc = self._vpc(storage)
+        if self.working:  # status and series records (free, like S3's); the queue through an interface endpoint
+            self.vpc.add_gateway_endpoint("DynamoDb", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
         self.endpoint_security = self._endpoints()
         self.cluster = ecs.Cluster(self, "Cluster", vpc=self.vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         # Container Insights makes this group on first use, unencrypted and with its own retention:
@@ -113,12 +128,27 @@ class GpuService(Construct):
         self.insights_logs = log_group(
             self, "InsightsLogs", storage, name=f"/aws/ecs/containerinsights/{self.cluster.cluster_name}/performance"
         )
-        self.hosts = self._hosts(len(functions))
+        # one GPU per task: a served function's task and room to roll out its next; a worker's tasks
+        self.hosts = self._hosts(2 * len(self.serving) + WORKER_MAX_TASKS * len(self.working))
         self.hosts.node.add_dependency(self.insights_logs)
         # managed scaling starts an instance for each task waiting for a GPU, and stops idle ones
         self.capacity = ecs.AsgCapacityProvider(self, "Capacity", auto_scaling_group=self.hosts)
         self.cluster.add_asg_capacity_provider(self.capacity)
         self._drop_agent_log_grant()
+        self._scopes: dict[str, Construct] = {}
+        self._images: dict[str, ecr_assets.DockerImageAsset] = {}
+        self.balancer: elbv2.NetworkLoadBalancer | None = None
+        if self.serving:
+            self._front(storage)
+        self.functions = {
+            f.name: self._function(f, storage, FIRST_LISTENER_PORT + i) for i, f in enumerate(self.serving)
+        }
+        self.workers: dict[str, GpuWorker] = {
+            f.name: gpu_worker(self, self._scope(f.name), f, self._image(f), storage, settings) for f in self.working
+        }
+
+    def _front(self, storage: Storage) -> None:
+        """The internal NLB and the REST API's VPC link to it: functions with HTTP routes only."""
         # The NLB's group has no inbound rule, and PrivateLink traffic (API Gateway's VPC link) is
         # exempt from inbound rules: the VPC link is the only way in. Its outbound rules are the
         # tasks' ports alone. (An NLB takes security groups only when created with them: hence a new
@@ -144,7 +174,17 @@ class GpuService(Construct):
         self.vpc_link = apigw.VpcLink(
             self, "VpcLink", targets=[self.balancer], description="medfn REST API -> GPU services"
         )
-        self.functions = {f.name: self._function(f, storage, FIRST_LISTENER_PORT + i) for i, f in enumerate(functions)}
+
+    def _scope(self, name: str) -> Construct:
+        """The construct of one GPU function: its image, its server, its worker."""
+        if name not in self._scopes:
+            self._scopes[name] = Construct(self, _construct_id(name))
+        return self._scopes[name]
+
+    def _image(self, deployed: DeployedFunction) -> ecr_assets.DockerImageAsset:
+        if deployed.name not in self._images:
+            self._images[deployed.name] = _image(self._scope(deployed.name), deployed)
+        return self._images[deployed.name]
 
     def _vpc(self, storage: Storage) -> ec2.Vpc:
         return ec2.Vpc(
@@ -178,7 +218,10 @@ class GpuService(Construct):
             allow_all_outbound=False,
             description="GPU VPC interface endpoints: in from the GPU hosts on 443 only",
         )
-        for construct_id, service in INTERFACE_ENDPOINTS.items():
+        endpoints = dict(INTERFACE_ENDPOINTS)
+        if self.working:
+            endpoints["Sqs"] = ec2.InterfaceVpcEndpointAwsService.SQS  # the workers' upload queues
+        for construct_id, service in endpoints.items():
             self.vpc.add_interface_endpoint(
                 f"{construct_id}Endpoint",
                 service=service,
@@ -193,6 +236,7 @@ class GpuService(Construct):
         """NLB access logs to the access-log bucket, delivered by CloudWatch's log delivery
         (aws-cdk-lib's log_access_logs wants a concrete region at synth; this stack has none)."""
         bucket, prefix = storage.access_logs, NLB_LOG_PREFIX
+        assert self.balancer is not None
         delivery = iam.ServicePrincipal("delivery.logs.amazonaws.com")
         source = {
             "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
@@ -252,7 +296,7 @@ class GpuService(Construct):
         security.add_egress_rule(self.s3, ec2.Port.tcp(443), "S3 (ECR image layers) through its gateway endpoint")
         return security
 
-    def _hosts(self, function_count: int) -> autoscaling.AutoScalingGroup:
+    def _hosts(self, tasks: int) -> autoscaling.AutoScalingGroup:
         self.host_role = iam.Role(self, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
         user_data = ec2.UserData.for_linux()
         # tasks get credentials from their task role only, never from the instance's metadata
@@ -287,20 +331,19 @@ class GpuService(Construct):
             vpc_subnets=PRIVATE_SUBNETS,
             launch_template=template,
             min_capacity=0,
-            # one GPU per task, one task per function, and room for each to roll out a new task
-            max_capacity=2 * function_count,
+            max_capacity=tasks,  # one GPU per task, g6.xlarge has one
             cooldown=Duration.minutes(5),
         )
 
     def _function(self, deployed: DeployedFunction, storage: Storage, listener_port: int) -> GpuFunction:
         name, config = deployed.name, deployed.config
-        scope = Construct(self, _construct_id(name))
+        scope = self._scope(name)
         task_role = iam.Role(scope, "TaskRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"))
         read_model_prefix(task_role, storage, storage.model_prefix(config.model))
         task = ecs.Ec2TaskDefinition(scope, "Task", network_mode=ecs.NetworkMode.AWS_VPC, task_role=task_role)
         task.add_container(
             "Server",
-            image=ecs.ContainerImage.from_docker_image_asset(_image(scope, deployed)),
+            image=ecs.ContainerImage.from_docker_image_asset(self._image(deployed)),
             gpu_count=1,
             memory_reservation_mib=config.memory_mb,
             environment={
@@ -349,6 +392,7 @@ class GpuService(Construct):
         service.node.add_dependency(storage.model_deployment)  # the model must be in the bucket first
         service.node.add_dependency(self.insights_logs)
         # TLS from API Gateway to the NLB, with the deployment's certificate (TLS 1.3 and 1.2)
+        assert self.balancer is not None
         listener = self.balancer.add_listener(
             f"{_construct_id(name)}Listener",
             port=listener_port,
@@ -396,7 +440,10 @@ class GpuService(Construct):
 
 
 def require_gpu_settings(settings: Settings, functions: list[DeployedFunction]) -> None:
-    missing = [what for name, what in REQUIRED_SETTINGS.items() if not getattr(settings, name)]
+    needed = [name for name in REQUIRED_SETTINGS if name not in SERVING_SETTINGS + WORKER_SETTINGS]
+    needed += list(SERVING_SETTINGS) if any(f.config.http for f in functions) else []
+    needed += list(WORKER_SETTINGS) if any(f.config.uploads for f in functions) else []
+    missing = [REQUIRED_SETTINGS[name] for name in needed if not getattr(settings, name)]
     if missing:
         names = ", ".join(f.name for f in functions)
         raise ValueError(
@@ -407,13 +454,13 @@ def require_gpu_settings(settings: Settings, functions: list[DeployedFunction]) 
 
 
 def acknowledge_gpu_service(gpu: GpuService) -> None:
-    balancer = gpu.balancer
-    ack(
-        balancer,
-        "HIPAA.Security-ELBDeletionProtectionEnabled",
-        REASONS["nlb_no_deletion_protection"],
-        "the GPU services' internal NLB",
-    )
+    if gpu.balancer is not None:
+        ack(
+            gpu.balancer,
+            "HIPAA.Security-ELBDeletionProtectionEnabled",
+            REASONS["nlb_no_deletion_protection"],
+            "the GPU services' internal NLB",
+        )
     ack(gpu.hosts, "AwsSolutions-AS3", REASONS["asg_notifications"], "the GPU hosts' Auto Scaling group")
     flow_logs_role = gpu.vpc.node.find_child("FlowLogs").node.find_child("IAMRole")
     ack(flow_logs_role, INLINE, REASONS["inline_policy"], "the VPC flow logs' role")
@@ -436,6 +483,12 @@ def acknowledge_gpu_service(gpu: GpuService) -> None:
             REASONS["task_environment"],
             f"task of GPU function {name}",
         )
+    for name, worker in gpu.workers.items():
+        subject = f"GPU scan worker {name}"
+        ack(worker.task_role, INLINE, REASONS["inline_policy"], f"task role of {subject}")
+        ack(worker.execution_role, INLINE, REASONS["inline_policy"], f"execution role of {subject}")
+        ack(worker.execution_role, f"{IAM5}[Resource::*]", REASONS["ecr_token"], f"execution role of {subject}")
+        ack(worker.service.task_definition, "AwsSolutions-ECS2", REASONS["task_environment"], f"task of {subject}")
 
 
 def _image(scope: Construct, deployed: DeployedFunction) -> ecr_assets.DockerImageAsset:
@@ -447,8 +500,12 @@ def _image(scope: Construct, deployed: DeployedFunction) -> ecr_assets.DockerIma
         "Image",
         directory=str(deployed.package.parent.parent),  # the repository: functions/<name> -> ..
         file="containers/gpu.Dockerfile",
-        # `aws` adds boto3, which the S3 model store needs; `dicom` is the image's default
-        build_args={"FUNCTION": name, "EXTRAS": "dicom,aws"},
+        # `aws` adds boto3, which the S3 model store needs; `dicom` is the image's default; a function
+        # with uploads runs the scan pipeline too (`medfn work`): a Lambda image's extras
+        build_args={
+            "FUNCTION": name,
+            "EXTRAS": f"dicom,{UPLOAD_IMAGE_EXTRAS}" if deployed.config.uploads else "dicom,aws",
+        },
         platform=ecr_assets.Platform.LINUX_AMD64,  # the CUDA images and onnxruntime-gpu wheels are x86_64
         ignore_mode=IgnoreMode.DOCKER,
         exclude=["**", *(f"!{path}" for path in keep), *CONTEXT_NOISE],

@@ -130,16 +130,16 @@ def series_key_prefix(function: str) -> str:
     return f"{function}/"
 
 
-def connect_uploads(
-    scope: Construct, deployed: DeployedFunction, parts: FunctionParts, storage: Storage, settings: Settings
-) -> sqs.Queue:
+def upload_queue(scope: Construct, deployed: DeployedFunction, storage: Storage) -> tuple[sqs.Queue, sqs.Queue]:
+    """The function's upload queue and its dead-letter queue, fed by ObjectCreated under `<fn>/`."""
     name = deployed.name
     dead_letters = secure_queue(scope, f"{_id(name)}UploadDeadLetters", storage, retention_period=Duration.days(14))
     queue = secure_queue(
         scope,
         f"{_id(name)}Uploads",
         storage,
-        # AWS's advice for Lambda consumers: at least six times the function's timeout
+        # AWS's advice for Lambda consumers: at least six times the function's timeout (a GPU worker
+        # extends the visibility of what it holds longer, medfn.sources.queue_worker)
         visibility_timeout=Duration.seconds(6 * deployed.config.timeout_s),
         retention_period=Duration.days(4),
         dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=MAX_RECEIVES),
@@ -147,6 +147,50 @@ def connect_uploads(
     storage.uploads.add_event_notification(
         s3.EventType.OBJECT_CREATED, UploadQueue(queue, storage), s3.NotificationKeyFilter(prefix=upload_prefix(name))
     )
+    return queue, dead_letters
+
+
+def consumer_environment(deployed: DeployedFunction, storage: Storage, queue: sqs.IQueue) -> dict[str, str]:
+    """What medfn.pipeline reads (PipelineSettings, the series worker), wherever the consumer runs."""
+    environment = {
+        "MEDFN_RESULTS_BUCKET": storage.results.bucket_name,
+        "MEDFN_RESULTS_PREFIX": RESULTS_PREFIX,
+        "MEDFN_QUARANTINE_PREFIX": QUARANTINE_PREFIX,
+        "MEDFN_QUARANTINE_MODE": QUARANTINE_MODE,
+        "MEDFN_STATUS_TABLE": storage.status_table.table_name,
+        "MEDFN_MAX_ATTEMPTS": str(MAX_RECEIVES),
+    }
+    # STOW-RS comes through the function's HTTP routes: none, no route (api.Api) and no grant
+    if deployed.config.http:
+        environment["MEDFN_UPLOAD_BUCKET"] = storage.uploads.bucket_name
+    series, table = deployed.config.series, storage.series_table
+    if series is not None and table is not None:
+        environment |= {
+            "MEDFN_SERIES_TABLE": table.table_name,
+            "MEDFN_SERIES_SETTLE_S": f"{series.settle_s:g}",
+            "MEDFN_SERIES_QUEUE_URL": queue.queue_url,
+            "MEDFN_SERIES_RETENTION_DAYS": str(RETENTION["series_records"]),
+        }
+    return environment
+
+
+def grant_consumer(
+    role: iam.Role, deployed: DeployedFunction, storage: Storage, queue: sqs.IQueue, queue_key_sends: bool = False
+) -> None:
+    """What a consumer of the upload queue calls, on its own prefixes, tables and queue alone: the
+    same for the Lambda function and the GPU worker's task. `queue_key_sends`: a role that no
+    dead-letter queue gave kms:GenerateDataKey on the queue key (the task) gets it for the series' checks."""
+    role.add_to_policy(iam.PolicyStatement(actions=CONSUME, resources=[queue.queue_arn]))
+    grant_key(role, storage.queue_key, ["kms:Decrypt"], via="sqs")
+    grant_pipeline_access(role, deployed.name, storage, stow=deployed.config.http)
+    if deployed.config.series is not None:
+        grant_series(role, deployed.name, storage, queue, queue_key_sends)
+
+
+def connect_uploads(
+    scope: Construct, deployed: DeployedFunction, parts: FunctionParts, storage: Storage, settings: Settings
+) -> sqs.Queue:
+    queue, dead_letters = upload_queue(scope, deployed, storage)
     # the mapping SqsEventSource would make (same id, so a deployed mapping is kept), with grants of our own
     parts.alias.add_event_source_mapping(
         f"SqsEventSource:{Names.node_unique_id(queue.node)}",
@@ -154,48 +198,34 @@ def connect_uploads(
         batch_size=1,
         report_batch_item_failures=True,
     )
-    parts.role.add_to_policy(iam.PolicyStatement(actions=CONSUME, resources=[queue.queue_arn]))
-    grant_key(parts.role, storage.queue_key, ["kms:Decrypt"], via="sqs")
-    parts.function.add_environment("MEDFN_RESULTS_BUCKET", storage.results.bucket_name)
-    parts.function.add_environment("MEDFN_RESULTS_PREFIX", RESULTS_PREFIX)
-    parts.function.add_environment("MEDFN_QUARANTINE_PREFIX", QUARANTINE_PREFIX)
-    parts.function.add_environment("MEDFN_QUARANTINE_MODE", QUARANTINE_MODE)
-    parts.function.add_environment("MEDFN_STATUS_TABLE", storage.status_table.table_name)
-    parts.function.add_environment("MEDFN_MAX_ATTEMPTS", str(MAX_RECEIVES))
-    # STOW-RS comes through the function's HTTP routes: none, no route (api.Api) and no grant
-    stow = deployed.config.http
-    if stow:
-        parts.function.add_environment("MEDFN_UPLOAD_BUCKET", storage.uploads.bucket_name)
-    grant_pipeline_access(parts.role, name, storage, stow=stow)
+    for name, value in consumer_environment(deployed, storage, queue).items():
+        parts.function.add_environment(name, value)
+    grant_consumer(parts.role, deployed, storage, queue)
     parts.upload_queue, parts.upload_dead_letters = queue, dead_letters
     if deployed.config.series is not None:
-        connect_series(deployed, parts, storage)
+        parts.settle_s = deployed.config.series.settle_s
     if settings.dicomweb_url:
         connect_destination(parts, settings)
     return queue
 
 
-def connect_series(deployed: DeployedFunction, parts: FunctionParts, storage: Storage) -> None:
+def grant_series(role: iam.Role, function: str, storage: Storage, queue: sqs.IQueue, queue_key_sends: bool) -> None:
     """Series assembly (medfn.studies): records in the series table under `<function>/`, and the
     stability check, a message delayed by `settle_s` sent back to the function's own queue."""
-    series, queue, table = deployed.config.series, parts.upload_queue, storage.series_table
-    assert series is not None and queue is not None and table is not None
-    parts.function.add_environment("MEDFN_SERIES_TABLE", table.table_name)
-    parts.function.add_environment("MEDFN_SERIES_SETTLE_S", f"{series.settle_s:g}")
-    parts.function.add_environment("MEDFN_SERIES_QUEUE_URL", queue.queue_url)
-    parts.function.add_environment("MEDFN_SERIES_RETENTION_DAYS", str(RETENTION["series_records"]))
-    parts.role.add_to_policy(
+    table = storage.series_table
+    assert table is not None
+    role.add_to_policy(
         iam.PolicyStatement(
             actions=SERIES_ACTIONS,
             resources=[table.table_arn],
             # every key the request names (item keys, a query's partition) is this function's
-            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{series_key_prefix(deployed.name)}*"]}},
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{series_key_prefix(function)}*"]}},
         )
     )
     # the data key through DynamoDB: grant_pipeline_access gave it (the series table shares the key)
-    # the queue key through SQS (kms:GenerateDataKey, kms:Decrypt): lambda_function gave it
-    parts.role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
-    parts.settle_s = series.settle_s
+    role.add_to_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
+    if queue_key_sends:  # a Lambda role has it already, for its dead-letter queue (functions.lambda_function)
+        grant_key(role, storage.queue_key, ["kms:GenerateDataKey", "kms:Decrypt"], via="sqs")
 
 
 def connect_destination(parts: FunctionParts, settings: Settings) -> None:

@@ -69,9 +69,6 @@ def load_project(
 ) -> Project:
     deployed = []
     for config in discover_functions(functions_dir):
-        if config.accelerator == "gpu" and config.uploads:
-            # the scan pipeline invokes Lambda aliases from SQS; the GPU service answers HTTP only
-            raise ValueError(f'function {config.name}: uploads = true needs a Lambda function, not accelerator = "gpu"')
         if config.series is not None and not config.uploads:
             # a series is assembled from uploaded instances, and its stability check rides on the upload queue
             raise ValueError(f"function {config.name}: [series] needs uploads = true (under [triggers])")

@@ -37,6 +37,7 @@ class Settings:
     gpu_certificate_arn: str = ""  # an ACM certificate for the NLB's TLS listeners
     gpu_domain: str = ""  # the name that certificate is for (the integrations' host)
     gpu_s3_prefix_list: str = ""  # S3's managed prefix list (pl-...): GPU hosts and tasks reach S3 alone
+    gpu_dynamodb_prefix_list: str = ""  # DynamoDB's (pl-...): GPU scan workers reach their tables alone
     snapstart: bool = True
     # Results out (docs/pacs.md): every upload function stores its DICOM results (SR, SEG) into
     # this PACS by STOW-RS; none by default
@@ -108,6 +109,7 @@ class Settings:
             gpu_certificate_arn=text("gpu_certificate_arn"),
             gpu_domain=text("gpu_domain"),
             gpu_s3_prefix_list=text("gpu_s3_prefix_list"),
+            gpu_dynamodb_prefix_list=text("gpu_dynamodb_prefix_list"),
             snapstart=switch("snapstart", True),
             dicomweb_url=text("dicomweb_url"),
             dicomweb_secret_arn=text("dicomweb_secret_arn"),

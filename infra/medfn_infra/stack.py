@@ -25,6 +25,7 @@ from medfn_infra.functions import (
     model_function,
 )
 from medfn_infra.gpu_service import GpuService, acknowledge_gpu_service
+from medfn_infra.gpu_workers import GPU_START_S
 from medfn_infra.pipeline import connect_uploads, upload_prefix
 from medfn_infra.project import Project
 from medfn_infra.settings import Settings
@@ -61,6 +62,10 @@ class MedfnStack(Stack):
         for name, parts in {**functions, "platform": platform, "health": health}.items():
             acknowledge_function(name, parts)
             alarms.watch_function(name, parts)
+        for name, worker in (gpu.workers if gpu else {}).items():
+            config = worker.deployed.config
+            settle_s = config.series.settle_s if config.series else 0
+            alarms.watch_upload_queue(name, worker.queue, worker.dead_letters, config.timeout_s, settle_s, GPU_START_S)
         acknowledge_storage(storage)
         acknowledge_api(api)
         acknowledge_model_deployment(self, storage)
@@ -72,12 +77,14 @@ class MedfnStack(Stack):
         if storage.series_table is not None:
             CfnOutput(self, "SeriesTable", value=storage.series_table.table_name)
         CfnOutput(self, "AlarmTopic", value=alarms.topic.topic_arn, description="subscribe to get the alarms")
-        for name, parts in functions.items():
-            if parts.upload_queue is not None and parts.upload_dead_letters is not None:
+        queues = {name: (p.upload_queue, p.upload_dead_letters) for name, p in functions.items()}
+        queues |= {name: (w.queue, w.dead_letters) for name, w in (gpu.workers if gpu else {}).items()}
+        for name, (queue, dead_letters) in queues.items():
+            if queue is not None and dead_letters is not None:
                 key = "".join(p.capitalize() for p in name.split("_"))
-                CfnOutput(self, f"{key}UploadQueueArn", value=parts.upload_queue.queue_arn)
-                CfnOutput(self, f"{key}UploadDeadLettersUrl", value=parts.upload_dead_letters.queue_url)
-                CfnOutput(self, f"{key}UploadDeadLettersArn", value=parts.upload_dead_letters.queue_arn)
+                CfnOutput(self, f"{key}UploadQueueArn", value=queue.queue_arn)
+                CfnOutput(self, f"{key}UploadDeadLettersUrl", value=dead_letters.queue_url)
+                CfnOutput(self, f"{key}UploadDeadLettersArn", value=dead_letters.queue_arn)
 
     def _platform(self, project: Project, storage: Storage) -> FunctionParts:
         prefixes = {f.model.name: upload_prefix(f.name) for f in project.upload_functions}

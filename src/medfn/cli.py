@@ -24,6 +24,7 @@ COMMANDS = [
     "bench",
     "import_model",
     "listen",
+    "work",
 ]
 
 

@@ -244,18 +244,6 @@ def test_no_gpu_function_means_no_vpc_nat_or_cluster(project_root: Path, tmp_pat
     assert "AWS::Lambda::Function" in resources
 
 
-def test_a_gpu_function_cannot_take_uploads(project_root: Path, tmp_path: Path) -> None:
-    from medfn_infra.project import load_project
-
-    shutil.copytree(project_root / "functions", tmp_path / "functions")
-    toml = tmp_path / "functions" / GPU / "function.toml"
-    toml.write_text(toml.read_text().replace("uploads = false", "uploads = true"))
-    with pytest.raises(ValueError, match="uploads = true needs a Lambda function"):
-        load_project(
-            tmp_path / "functions", project_root / "model_store", project_root / "dist", staging=tmp_path / "platform"
-        )
-
-
 def test_gpu_log_groups_are_declared_and_hosts_cannot_write_logs(template: Template) -> None:
     from tests.infra.test_retention import assert_logs_declared
 

@@ -25,6 +25,8 @@ SECTIONS: dict[str, tuple[str, list[str], list[str]]] = {
     "bundle_cold_start": ("bundle_cold_start.py", ["--runs", "10"], ["--runs", "2"]),
     "overhead": ("overhead.py", ["--calls", "1000"], ["--calls", "200"]),
     "serving": ("serving_compare.py", [], ["--quick"]),
+    # the serving path's own ceiling beside a bare loopback floor: the CPU proxy of a GPU server
+    "serving_ceiling": ("serving_ceiling.py", ["--workers", "1,2"], ["--quick"]),
     "pipeline": ("pipeline_throughput.py", ["--rounds", "3"], ["--scans", "60", "--size", "256", "--rounds", "1"]),
     "costs": ("function_costs.py", ["--calls", "200"], ["--calls", "50"]),
 }

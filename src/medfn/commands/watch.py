@@ -30,34 +30,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fhir", action="store_true", help="also write a FHIR R4 DiagnosticReport per scan")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every scan")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from medfn.config import discover_functions
-    from medfn.errors import BadRequest, NotFound
-    from medfn.gateway import functions_dir
     from medfn.pipeline.folder_storage import watch_lock
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    every = discover_functions(functions_dir(args.functions))
-    configs = [c for c in every if c.uploads]
-    names = ", ".join(c.name for c in configs) or "none"
-    if args.function is not None and args.function not in {c.name for c in every}:
-        raise NotFound(f"no function named {args.function!r}; these take uploads: {names}")
-    if args.function is not None and args.function not in {c.name for c in configs}:
-        raise BadRequest(f"{args.function} does not take uploads; these do: {names}")
-    chosen = [c for c in configs if args.function in (None, c.name)]
-    if len(chosen) != 1:
-        raise BadRequest(f"name one function with --function; these take uploads: {names}")
-    assert chosen[0].directory is not None
+    directory = upload_function(args.functions, args.function)
+    refused = choose_device(args.device)
+    if refused:
+        print(f"medfn watch: {refused}", file=sys.stderr)
+        return 2
     # One watcher per folder: a second is refused here, before it loads a model or touches
     # DIR (FolderStorage removes the partial files a killed watcher left: a live one's must
     # not go with them). The lock is the kernel's, released when this process ends.
     with watch_lock(args.dir):
-        return _watch(args, chosen[0].directory)
+        return _watch(args, directory)
+
+
+def upload_function(functions: str | None, name: str | None) -> Path:
+    """The folder of the function named, or of the only one that takes uploads."""
+    from medfn.config import discover_functions
+    from medfn.errors import BadRequest, NotFound
+    from medfn.gateway import functions_dir
+
+    every = discover_functions(functions_dir(functions))
+    configs = [c for c in every if c.uploads]
+    names = ", ".join(c.name for c in configs) or "none"
+    if name is not None and name not in {c.name for c in every}:
+        raise NotFound(f"no function named {name!r}; these take uploads: {names}")
+    if name is not None and name not in {c.name for c in configs}:
+        raise BadRequest(f"{name} does not take uploads; these do: {names}")
+    chosen = [c for c in configs if name in (None, c.name)]
+    if len(chosen) != 1:
+        raise BadRequest(f"name one function with --function; these take uploads: {names}")
+    assert chosen[0].directory is not None
+    return chosen[0].directory
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where the model runs: cuda (refused, never a CPU fallback, without a usable GPU), cpu, "
+        "or auto (CUDA when onnxruntime offers it, else CPU)",
+    )
+
+
+def choose_device(device: str) -> str | None:
+    """Set the providers for `device` before the model loads; why it is refused, if it is."""
+    from medfn.serving.sessions import use_device
+
+    return use_device(device)
 
 
 def _watch(args: argparse.Namespace, directory: Path) -> int:
@@ -91,7 +120,7 @@ def _watch(args: argparse.Namespace, directory: Path) -> int:
     if not args.once:
         print(f"watching {watch.storage.incoming} (Ctrl-C to stop)", file=sys.stderr)
     try:
-        with _stopped_by_signals() as stop:
+        with stopped_by_signals("medfn watch") as stop:
             watch.run(poll_s=args.poll, once=args.once, stop=stop.is_set)
     except KeyboardInterrupt:
         pass  # a second Ctrl-C: stopped at once; the summary still follows
@@ -102,7 +131,7 @@ def _watch(args: argparse.Namespace, directory: Path) -> int:
 
 
 @contextmanager
-def _stopped_by_signals() -> Iterator[threading.Event]:
+def stopped_by_signals(command: str) -> Iterator[threading.Event]:
     """Ctrl-C (or SIGTERM) stops after the scan in hand, so that the summary counts exactly
     what was recorded; a second one stops at once. Signals are the main thread's only."""
     stop = threading.Event()
@@ -114,7 +143,7 @@ def _stopped_by_signals() -> Iterator[threading.Event]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        print("medfn watch: stopping after the scan in hand (Ctrl-C again to stop now)", file=sys.stderr)
+        print(f"{command}: stopping after the scan in hand (Ctrl-C again to stop now)", file=sys.stderr)
 
     previous = {number: signal.signal(number, stopping) for number in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -62,6 +62,25 @@ def choose_providers(requested: str | None = None) -> list[str]:
     return chosen or [p for p in _PREFERRED_PROVIDERS if p in available]
 
 
+def use_device(kind: str) -> str | None:
+    """`--device` of the worker commands, set before any model loads. "cuda": the CUDA provider,
+    and no CPU fallback (MEDFN_REQUIRE_CUDA=1: a model that lands on the CPU is not ready);
+    "cpu": the CPU provider alone; "auto": MEDFN_PROVIDERS, else CUDA when onnxruntime offers it.
+    Returns why "cuda" is refused outright (this onnxruntime has no CUDA provider), else None."""
+    if kind == "cuda":
+        if _CUDA not in ort.get_available_providers():
+            return (
+                "--device cuda: this onnxruntime has no CUDAExecutionProvider (the CPU wheel; install "
+                "onnxruntime-gpu, the `gpu` extra, on a machine with an NVIDIA driver); not running on the CPU instead"
+            )
+        os.environ["MEDFN_PROVIDERS"] = f"{_CUDA},CPUExecutionProvider"
+        os.environ["MEDFN_REQUIRE_CUDA"] = "1"
+    elif kind == "cpu":
+        os.environ["MEDFN_PROVIDERS"] = "CPUExecutionProvider"
+        os.environ.pop("MEDFN_REQUIRE_CUDA", None)
+    return None
+
+
 def intra_op_threads(threads: int | None = None) -> int:
     """`threads`, else `MEDFN_THREADS`, else every core this process may use."""
     return threads or int(os.environ.get("MEDFN_THREADS", 0)) or available_cores()

@@ -5,6 +5,8 @@
     s3.py           S3 event notifications invoking the function directly
     sqs.py          SQS batches whose messages carry S3 notifications or EventBridge events
     eventbridge.py  EventBridge "Object Created" events from S3
+    queue_worker.py not a Lambda source: `medfn work`, the upload queue long-polled by a process of
+                    our own (GPU scan workers), settled as SqsUploads settles it
 
 A new event source is a new module here with a class that follows `EventSource`, and its place
 in `sources_for`. Each `infer` only looks at keys, so picking a source imports nothing heavy;
