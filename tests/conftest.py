@@ -204,22 +204,26 @@ def aws_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def live_affine_url(affine_plane: InferencePlane) -> Iterator[str]:
     """The affine app under a real uvicorn server on loopback, for unmodified HTTP clients."""
+    with serve_in_thread(create_app(affine_plane)) as base:
+        yield base.removeprefix("http://")
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """`app` under a real uvicorn server on a free loopback port; its base URL."""
     import threading
-    import time
 
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(affine_plane), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=5)

@@ -9,7 +9,6 @@ import glob
 import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +19,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from pydicom.uid import generate_uid
 
 from medfn.dicomweb.listen import StoreListener
@@ -29,7 +26,7 @@ from medfn.dicomweb.sinks import FolderSink
 from medfn.http import create_app
 from medfn.serving import InferencePlane
 from model_store.build import dicom_series
-from tests.conftest import free_port
+from tests.conftest import free_port, serve_in_thread
 
 ORTHANC = shutil.which("Orthanc")
 PLUGIN_PLACES = ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so*"]
@@ -57,23 +54,6 @@ def seg_and_sr(series: list[bytes], seed: str) -> list[bytes]:
         read_dataset(series[0]), label="nodule", probabilities={"nodule": 0.8, "none": 0.2}, **common
     )
     return [to_bytes(seg), to_bytes(sr)]
-
-
-@contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """`app` under a real uvicorn server on loopback; its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from medfn.http import create_app
 from medfn.pipeline.local import LocalPipeline, open_local_pipeline
 from medfn.pipeline.settings import PipelineSettings
 from medfn.serving import InferencePlane
-from tests.conftest import REPO, free_port
-from tests.pacs.conftest import Orthanc, run_orthanc, serve_in_thread
+from tests.conftest import REPO, free_port, serve_in_thread
+from tests.pacs.conftest import Orthanc, run_orthanc
 from tests.pipeline.series_helpers import PhantomSeries, phantom_series
 
 ONE_TRY = RetryPolicy(attempts=1)
