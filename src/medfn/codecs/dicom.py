@@ -120,16 +120,22 @@ def _read(data: bytes) -> pydicom.Dataset:
         raise UnprocessableInput("DICOM file is truncated or corrupt") from exc
 
 
-def _check_transfer_syntax(ds: pydicom.Dataset) -> None:
+def undecodable_syntax(ds: pydicom.Dataset) -> str | None:
+    """The dataset's compressed transfer syntax, named, when no installed decoder reads it."""
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None or not syntax.is_compressed:
-        return
+        return None
     try:
         available = get_decoder(syntax).is_available
     except NotImplementedError:
         available = False
-    if not available:
-        raise UnsupportedMediaType(f"DICOM transfer syntax {syntax.name} ({syntax}) is not supported")
+    return None if available else f"{syntax.name} ({syntax})"
+
+
+def _check_transfer_syntax(ds: pydicom.Dataset) -> None:
+    named = undecodable_syntax(ds)
+    if named is not None:
+        raise UnsupportedMediaType(f"DICOM transfer syntax {named} is not supported")
 
 
 def _choose_window(ds: pydicom.Dataset, values: np.ndarray, model_window: Window | None, prefer_file: bool) -> Window:

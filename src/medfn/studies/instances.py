@@ -36,14 +36,8 @@ def open_instance(item: bytes | Dataset, index: int) -> OpenedInstance:
 
 def check_decodable(ds: Dataset, index: int) -> None:
     """Refuse, before decoding, pixel data in a transfer syntax pydicom cannot decode here."""
-    from pydicom.pixels.decoders.base import get_decoder
+    from medfn.codecs.dicom import undecodable_syntax
 
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or not syntax.is_compressed:
-        return
-    try:
-        available = get_decoder(syntax).is_available
-    except NotImplementedError:
-        available = False
-    if not available:
-        raise CorruptInstance(index, f"its transfer syntax {syntax.name} ({syntax}) cannot be decoded here")
+    named = undecodable_syntax(ds)
+    if named is not None:
+        raise CorruptInstance(index, f"its transfer syntax {named} cannot be decoded here")
